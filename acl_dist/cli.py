@@ -1,0 +1,123 @@
+"""`acl-dist train|eval|sample|shard|submit|repro` and `python -m acl_dist ...`.
+
+Recipe problems exit with code 2 and one line naming the key path, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+
+from acl_dist.config import ConfigError, dump_recipe, load_recipe
+
+log = logging.getLogger("acl_dist")
+LAUNCHED_ENV = "ACL_DIST_LAUNCHED"
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a recipe (re-launches through accelerate when it asks "
+                                            "for more processes)")
+    p.add_argument("recipe", help="YAML recipe, e.g. recipes/digits/acl_gan_gp.yaml")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.steps=200")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
+    p.set_defaults(func=run_train)
+
+
+def _under_launcher() -> bool:
+    return bool(os.environ.get(LAUNCHED_ENV) or os.environ.get("WORLD_SIZE") or os.environ.get("LOCAL_RANK"))
+
+
+def accelerate_command(recipe, recipe_path: str, overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The `accelerate launch` command (and environment) that runs this recipe on launch.num_processes."""
+    launch = recipe.launch
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launch.accelerate_config:
+        cmd += ["--config_file", launch.accelerate_config]
+    cmd += ["--num_processes", str(launch.num_processes), "--num_machines", str(launch.num_machines)]
+    env = dict(os.environ, **{LAUNCHED_ENV: "1"})
+    import torch
+
+    if launch.device == "cpu" or not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "1"  # `--cpu --num_processes N` silently starts one process
+    if launch.num_processes > 1:
+        cmd.append("--multi_gpu")
+    cmd += ["-m", "acl_dist", "train", recipe_path, *overrides]
+    return cmd, env
+
+
+def run_train(args) -> int:
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        print(dump_recipe(recipe), end="")
+        return 0
+    if recipe.launch.num_processes * recipe.launch.num_machines > 1 and not _under_launcher():
+        cmd, env = accelerate_command(recipe, args.recipe, args.overrides)
+        log.info("launching: %s", " ".join(cmd))
+        return subprocess.call(cmd, env=env)
+    from acl_dist.trainer import Trainer, TrainingError
+
+    try:
+        result = Trainer(recipe).train()
+    except TrainingError as err:
+        log.error("%s", err)
+        return 1
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:
+    from accelerate.state import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    run = result.run_dir
+    state = "stopped by signal" if result.stopped_by_signal else "finished"
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
+    print(f"{state} at step {result.step}: {shown}")
+    print(f"  run directory : {run}")
+    print(f"  samples       : {os.path.join(run, 'samples')}")
+    print(f"  metrics       : {os.path.join(run, 'metrics.jsonl')}")
+    print(f"  checkpoint    : {result.checkpoint}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acl-dist", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_train(subparsers)
+    for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.repro"):
+        _register_optional(module, subparsers)
+    return parser
+
+
+def _register_optional(module_name: str, subparsers) -> None:
+    """Sub-commands living next to their owners register themselves."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        return
+    module.register(subparsers)
+
+
+def _setup_logging(verbose: bool) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 else logging.WARNING)
+    logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"acl-dist: error: {err}", file=sys.stderr)
+        return 2

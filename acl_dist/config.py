@@ -1,0 +1,290 @@
+"""Recipe schema: typed dataclasses, YAML loading, ``key=value`` overrides and validation.
+
+A recipe is YAML holding values; the dataclasses below are its schema. Every field has a docstring-style
+comment saying what it means. Loading is strict: an unknown key, a value of the wrong type or an impossible
+combination raises :class:`ConfigError` naming the key path (``model.resolution: 96 is not a power of two``),
+before any process group, device or file is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe problem, always naming the key path it is about."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes and how it starts."""
+
+    name: str = "run"  # run directory name under out_dir
+    out_dir: str = "runs"  # parent folder of run directories
+    seed: int = 0  # seeds nets, noise and the data order; each rank derives its own stream from it
+    resume: str = "auto"  # "auto": newest complete checkpoint in the run dir; "none"; or a checkpoint path
+
+
+@dataclass
+class DataConfig:
+    """Where images come from. Every source yields [B, C, H, W] floats in [-1, 1] (+ labels)."""
+
+    source: str = "digits"  # digits (sklearn, in memory) | toy (2-D mixture) | shards (WebDataset tar)
+    shards: str = ""  # source=shards: brace pattern, manifest.json, or pipe: URL pattern
+    num_workers: int = 0  # data-loading worker processes per rank (shards only)
+    shuffle_buffer: int = 1000  # sample shuffle buffer per worker (shards only)
+    flip: bool = False  # random horizontal flip (never for digits: it changes the class)
+    corrupt: str = "skip"  # skip: drop and count corrupt samples; raise: stop on the first one
+    toy_modes: int = 4  # source=toy: Gaussian modes placed evenly on a circle
+    toy_radius: float = 2.0  # source=toy: radius of that circle
+    toy_std: float = 0.1  # source=toy: standard deviation of each mode
+    toy_samples: int = 20000  # source=toy: size of the fixed training set
+
+
+@dataclass
+class ModelConfig:
+    """Network shapes. Images: DCGAN-style conv nets; toy data: MLPs."""
+
+    resolution: int = 32  # image side, a power of two from 8 to 1024 (ignored for toy data)
+    channels: int = 1  # image channels (1 for digits/MNIST, 3 for RGB)
+    code_dim: int = 32  # d: code and noise dimension (d_c = d_z = d, as in the ACL paper)
+    base_channels: int = 64  # channels of the highest-resolution conv layer
+    max_channels: int = 512  # cap of the doubling channel schedule
+    g_norm: str = "batch"  # generator/decoder norm: batch | layer | instance | none
+    d_norm: str = "batch"  # discriminator/encoder norm: batch | layer | instance | none
+    spectral_norm: bool = False  # spectral norm on discriminator layers
+    acl_hidden: int = 256  # width of the ACL module's MLPs (Gz, Dc)
+    acl_layers: int = 2  # hidden layers of the ACL module's MLPs (paper: 2-layer MLPs)
+    mlp_hidden: int = 128  # width of the MLP nets used for 2-D toy data
+    num_classes: int = 10  # classes for the acl_sgan classifier
+    checkpoint_activations: bool = False  # recompute conv-block activations in backward to save memory
+
+
+@dataclass
+class MethodConfig:
+    """Which method trains and its loss hyper-parameters (names follow the source papers)."""
+
+    name: str = "acl_gan_gp"  # gan | wgan_gp | vae | aae | arae | infogan | acl_ae | acl_gan | acl_gan_gp | acl_sgan
+    prior: str = "gaussian"  # noise prior p(z): gaussian | uniform | gmm | categorical
+    prior_modes: int = 4  # prior=gmm: number of modes; prior=categorical: number of categories
+    prior_radius: float = 2.0  # prior=gmm: modes sit on a circle (first two dims) of this radius
+    prior_std: float = 0.5  # prior=gmm: standard deviation of each mode
+    gan_loss: str = "nonsaturating"  # gan family: minimax (GAN paper eq. 1) | nonsaturating (its sec. 3 fix)
+    label_smoothing: float = 0.0  # one-sided label smoothing: real targets become 1 - this (NIPS tutorial)
+    d_steps: int = 1  # discriminator steps per generator step (k in the GAN paper, n_critic in WGAN-GP)
+    gp_weight: float | None = None  # gradient-penalty weight; None: the method default (10 for wgan_gp, acl_gan_gp; else off)
+    gp_kind: str = "wgan"  # wgan: on interpolates (WGAN-GP) | r1: on reals | r2: on fakes
+    gp_one_sided: bool = False  # penalise only gradient norms above 1
+    gp_every: int = 1  # lazy regularisation: penalty every k critic steps, weighted by k (StyleGAN2)
+    gp_impl: str = "ref"  # ref: plain PyTorch | fused: one critic forward for real, fake and interpolates
+    lambda_ae: float = 1.0  # weight of the autoencoder loss L_E (ACL-AE eq. 3)
+    lambda_z: float = 1.0  # lambda_1 / lambda_4: weight of the code loss L_Z (eq. 3, eq. 6)
+    lambda_rec: float = 1.0  # lambda_2: weight of the feature reconstruction loss L_rec (eq. 4, 6)
+    lambda_gan: float = 1.0  # lambda_3: weight of the image adversarial loss L_GAN (eq. 5, 6)
+    fake_source: str = "code_generator"  # image-D fakes: code_generator = Gx(Gz(z)) (Algorithm 1) | encoder = Gx(E(x)) (eq. 5)
+    rec_updates_generator: bool = True  # L_rec also trains Gx (eq. 4); False: encoder only (Algorithm 1 line 11)
+    kl_weight: float = 1.0  # VAE: weight of the KL term of the ELBO
+    code_gp_weight: float = 1.0  # ARAE: gradient penalty on the code critic
+    info_categorical: list[int] = field(default_factory=lambda: [10])  # InfoGAN: categories of each categorical code
+    info_continuous: int = 2  # InfoGAN: number of Uniform(-1, 1) continuous codes
+    info_weight: float = 1.0  # InfoGAN: lambda of the mutual-information bound
+    cls_weight: float = 1.0  # ACL-SGAN: weight of the classifier's cross-entropy
+
+
+@dataclass
+class OptimConfig:
+    """Adam for every trained net; per-net learning rates override the default."""
+
+    lr: float = 2e-4  # default learning rate (DCGAN: 2e-4)
+    beta1: float = 0.5  # Adam beta1 (DCGAN: 0.5; WGAN-GP: 0.0)
+    beta2: float = 0.999  # Adam beta2 (WGAN-GP: 0.9)
+    weight_decay: float = 0.0
+    lr_per_net: dict[str, float] = field(default_factory=dict)  # e.g. {D: 4e-4}
+    grad_clip: float = 0.0  # clip each phase's gradient norm to this; 0 disables
+
+
+@dataclass
+class TrainConfig:
+    """The loop: length, batch, precision, EMA and what is written when."""
+
+    steps: int = 1000  # generator steps (one step runs every phase once, D phases d_steps times)
+    batch_size: int = 64  # per process; the global batch is this times the number of processes
+    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 uses one GradScaler shared by all phases)
+    ema: float = 0.999  # EMA decay of the sampling nets; 0 disables
+    ema_start: int = 0  # steps before the EMA starts tracking (it copies the nets until then)
+    log_every: int = 50  # metrics line (JSONL + TensorBoard) every N steps
+    sample_every: int = 500  # PNG sample grid every N steps (and at the end)
+    ckpt_every: int = 1000  # checkpoint every N steps (and at the end); 0: only at the end
+    keep_checkpoints: int = 2  # complete checkpoints kept (newest first), besides best-FID
+    max_bad_steps: int = 10  # stop after this many non-finite losses in a row
+    progress: bool = True  # progress bar on rank 0
+    tensorboard: bool = True  # also write TensorBoard event files
+    compile: bool = False  # torch.compile the nets
+    channels_last: bool = False  # channels_last memory format for conv nets
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation during training and in `acl-dist eval`."""
+
+    every: int = 0  # FID every N steps (0: never during training)
+    num_samples: int = 2000  # generated samples per FID (split across ranks)
+    feature_extractor: str = "digits-cnn"  # digits-cnn (shipped) | inception-v3-compat (torch-fidelity)
+    feature_extractor_weights_path: str = ""  # local Inception weights; else torch's cache; never downloaded
+    batch_size: int = 100  # generation/extraction batch per rank
+    parzen: bool = False  # also Parzen-window log-likelihood (GAN paper)
+
+
+@dataclass
+class LaunchConfig:
+    """How many processes; `acl-dist train` re-launches itself through accelerate when this asks for more."""
+
+    num_processes: int = 1  # processes on this machine
+    num_machines: int = 1  # machines (nodes); >1 normally comes from SLURM
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    deepspeed: str = ""  # path of a DeepSpeed JSON config (launch/deepspeed/zero2.json); empty: plain DDP
+    accelerate_config: str = ""  # accelerate config file passed to `accelerate launch`
+
+
+@dataclass
+class Recipe:
+    """A whole recipe: one section per concern."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.run.out_dir, self.run.name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Building dataclasses from plain data, strictly.
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check (and where lossless, convert) one value against a type hint."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {value!r}")
+        key_t, val_t = typing.get_args(tp)
+        return {_coerce(k, key_t, path): _coerce(v, val_t, f"{path}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(path, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(path, f"expected a string, got {value!r}")
+    raise ConfigError(path, f"unsupported type {_type_name(tp)}")
+
+
+def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
+    """Build ``cls`` from a mapping; unknown keys and wrong types raise ConfigError naming the key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path or "recipe", f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(key_path, f"unknown key (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], key_path)
+    return cls(**kwargs)
+
+
+def to_dict(recipe: Recipe) -> dict:
+    """The resolved recipe as plain data (what is written into the run directory)."""
+    return dataclasses.asdict(recipe)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading and overrides.
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (``lr=1e-4``, ``flip=true``)."""
+    if "=" not in assignment:
+        raise ConfigError(assignment, "an override must look like key.path=value")
+    key_path, raw = assignment.split("=", 1)
+    keys = key_path.strip().split(".")
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(keys[: i + 1]), "is a value, not a section")
+        node = child
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    node[keys[-1]] = value
+
+
+def load_recipe(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load a YAML recipe, apply overrides, validate. Raises ConfigError naming the key path."""
+    data: dict = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError("recipe", f"file not found: {path}")
+        with open(path) as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError("recipe", f"{path} is not valid YAML: {err}") from None
+    for assignment in overrides:
+        apply_override(data, assignment)
+    recipe = build_dataclass(Recipe, data)
+    from acl_dist.validation import validate  # local import: validation needs the method registry
+
+    validate(recipe)
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """YAML text of the resolved recipe."""
+    return yaml.safe_dump(to_dict(recipe), sort_keys=False)

@@ -1,0 +1,126 @@
+"""ACL-GAN, ACL-GAN-GP and ACL-SGAN (ACL paper sec. 4.2-4.3, eq. 4-6, Algorithm 1).
+
+Nets: encoder E, image generator Gx, image discriminator Dx, code generator Gz, code discriminator Dc.
+L_ACL-GAN = lambda_2 * L_rec + lambda_3 * L_GAN + lambda_4 * L_Z (eq. 6), run as phases:
+
+- ``Dx``  (Dx): real x_r against fakes. Fakes follow Algorithm 1 by default, x_ff = Gx(Gz(z)) (line 7-8);
+  ``method.fake_source: encoder`` uses Gx(E(x)) as eq. 5 reads (c ~ p_c). Gz enters detached: Algorithm 1
+  updates Gz through L_Z only.
+- ``Gx``  (Gx): fool Dx with the same kind of fakes.
+- ``rec`` (E, Gx): L_rec = ||Phi(x) - Phi(Gx(E(x)))||^2 with Phi = Dx's last feature layer (eq. 4). Eq. 4
+  minimises it over E and Gx; ``method.rec_updates_generator: false`` gives Algorithm 1 line 11 (E only).
+- ``Dc``, ``Gz``: L_Z (eq. 1) with the encoder's codes as the detached target.
+
+``acl_gan_gp`` makes Dx a Wasserstein critic with a gradient penalty (default weight 10). ``acl_sgan``
+replaces E by a classifier trained on labels; its code is the last fully connected layer (sec. 4.3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from acl_dist import losses
+from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
+from acl_dist.methods.common import (Adversary, CodeLearningPhases, build_acl_module, build_discriminator,
+                                     build_encoder, build_generator)
+from acl_dist.nets import ConvClassifier
+
+
+@register("acl_gan")
+class ACLGAN(CodeLearningPhases, Method):
+    has_image_discriminator = True
+    sampling_nets = ("Gz", "Gx")
+    encode_nets = ("E",)
+    wasserstein = False
+    default_gp_weight = 0.0
+
+    def __init__(self, recipe, data_dim=None):
+        super().__init__(recipe, data_dim)
+        self.nets["E"] = self.build_inference_net()
+        self.nets["Gx"] = build_generator(recipe, recipe.model.code_dim, data_dim)
+        self.nets["Dx"] = build_discriminator(recipe, data_dim)
+        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim())
+        self.adversary = Adversary(recipe, self.wasserstein, self.default_gp_weight)
+
+    def build_inference_net(self):
+        return build_encoder(self.recipe, self.recipe.model.code_dim, self.data_dim)
+
+    def phases(self) -> list[Phase]:
+        rec_nets = ("E", "Gx") if self.cfg.rec_updates_generator else ("E",)
+        return [Phase("Dx", ("Dx",), self.dx_phase, repeats=self.cfg.d_steps),
+                Phase("Gx", ("Gx",), self.gx_phase),
+                Phase("rec", rec_nets, self.rec_phase)] + self.code_phases()
+
+    def fake_codes(self, x: Tensor, ctx: StepContext) -> Tensor:
+        """Codes the image adversary's fakes are drawn from, always without gradient (see module doc)."""
+        with torch.no_grad():
+            if self.cfg.fake_source == "encoder":
+                return self.code_target(x)
+            return self.nets["Gz"](self.sample_noise(x.shape[0], ctx.device))
+
+    def dx_phase(self, batch: Batch, ctx: StepContext):
+        real = batch["image"]
+        with torch.no_grad():
+            fake = self.nets["Gx"](self.fake_codes(real, ctx))
+        loss, out = self.adversary.d_loss(self.nets["Dx"], real, fake, ctx)
+        return self.cfg.lambda_gan * loss, out
+
+    def gx_phase(self, batch: Batch, ctx: StepContext):
+        fake = self.nets["Gx"](self.fake_codes(batch["image"], ctx))
+        loss = self.adversary.g_loss(self.nets["Dx"](fake))
+        return self.cfg.lambda_gan * loss, metrics(g_loss=loss)
+
+    def rec_phase(self, batch: Batch, ctx: StepContext):
+        x, dx = batch["image"], self.nets["Dx"]
+        with torch.no_grad():
+            target = dx.features(x)  # Phi(x) [B, F]: no learnable path (Dx is not trained here)
+        rec = losses.feature_reconstruction(target, dx.features(self.nets["Gx"](self.code_target(x))))
+        return self.cfg.lambda_rec * rec, metrics(rec=rec)
+
+    def generate(self, noise, nets=None):
+        return self.net("Gx", nets)(self.net("Gz", nets)(noise))
+
+    def encode(self, x, nets=None):
+        return self.net("E", nets)(x)
+
+    def decode(self, code, nets=None):
+        return self.net("Gx", nets)(code)
+
+
+@register("acl_gan_gp")
+class ACLGANGP(ACLGAN):
+    wasserstein = True
+    default_gp_weight = 10.0
+
+
+@register("acl_sgan")
+class ACLSGAN(ACLGAN):
+    """ACL-SGAN: the inference net is a label-supervised classifier; its last FC layer is the code.
+
+    The classifier's cross-entropy joins the ``rec`` phase (weight ``method.cls_weight``). Everything else
+    is ACL-GAN, as the paper describes it ("very similar to our ACL-GAN model except that the encoder is
+    replaced by a classifier").
+    """
+
+    needs_labels = True
+
+    def build_inference_net(self):
+        m = self.recipe.model
+        return ConvClassifier(m.resolution, m.channels, m.code_dim, m.num_classes, m.base_channels,
+                              m.max_channels, m.d_norm)
+
+    def code_target(self, x: Tensor) -> Tensor:
+        return self.nets["E"](x)[0]
+
+    def rec_phase(self, batch: Batch, ctx: StepContext):
+        loss, out = super().rec_phase(batch, ctx)
+        logits = self.nets["E"](batch["image"])[1]
+        ce = F.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(1) == batch["label"]).float().mean()
+        out.update(metrics(cls_ce=ce, cls_acc=accuracy))
+        return loss + self.cfg.cls_weight * ce, out
+
+    def encode(self, x, nets=None):
+        return self.net("E", nets)(x)[0]

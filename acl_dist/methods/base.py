@@ -1,0 +1,142 @@
+"""What a method is: its nets and its update phases (StyleGAN2-ADA's Gmain/Dmain/Dreg, generalised).
+
+A method holds the maths only. The trainer runs each phase: it freezes every net the phase does not update,
+evaluates the phase's loss under autocast, backpropagates, synchronises gradients across processes, clips
+and steps the optimizers of the phase's nets. Methods never touch devices, process groups, scalers or files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from acl_dist.config import Recipe
+from acl_dist.priors import Prior
+
+Batch = dict[str, Tensor]  # {"image": [B, C, H, W] or [B, 2], "label": [B]}
+Metrics = dict[str, Tensor]
+
+
+@dataclass
+class StepContext:
+    """What a loss may know about the step it runs in. Nothing here is distributed or device-specific
+    beyond the device new noise is drawn on."""
+
+    step: int  # generator step (0-based)
+    iteration: int  # how many times this phase has run before, over the whole run (lazy regularisation)
+    device: torch.device
+    grad_scale: Tensor | None = None  # fp16 GradScaler's current scale, for gradient penalties
+
+
+LossFn = Callable[[Batch, StepContext], tuple[Tensor, Metrics]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One update: the nets whose optimizers step, the loss, how often and how many times per step.
+
+    Each repeat after the first draws a fresh batch (n_critic critic steps see n_critic batches).
+    """
+
+    name: str
+    updates: tuple[str, ...]
+    loss: LossFn
+    repeats: int = 1
+    every: int = 1
+
+
+class Method(nn.Module):
+    """Base class: subclasses build ``self.nets`` and return their phases."""
+
+    needs_labels = False  # the data stream must deliver labels
+    has_image_discriminator = False  # a D on images: gradient penalties apply
+    sampling_nets: tuple[str, ...] = ()  # nets used by generate(), tracked by the EMA
+    encode_nets: tuple[str, ...] = ()  # nets used by encode(); empty when the method has no encoder
+
+    def __init__(self, recipe: Recipe, data_dim: int | None = None):
+        nn.Module.__init__(self)
+        self.recipe = recipe
+        self.cfg = recipe.method
+        self.data_dim = data_dim  # set for vector (toy) data; None for images
+        self.nets = nn.ModuleDict()
+        self.prior = Prior(self.cfg.prior, self.noise_dim(), self.cfg.prior_modes, self.cfg.prior_radius,
+                           self.cfg.prior_std)
+
+    # -- what subclasses provide ---------------------------------------------------------------------
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def generate(self, noise: Tensor, nets: Mapping[str, nn.Module] | None = None) -> Tensor:
+        """Samples from noise drawn by :meth:`sample_noise`; ``nets`` overrides (e.g. EMA copies)."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor, nets: Mapping[str, nn.Module] | None = None) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+
+    def decode(self, code: Tensor, nets: Mapping[str, nn.Module] | None = None) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no code decoder")
+
+    # -- shared helpers ------------------------------------------------------------------------------
+    def noise_dim(self) -> int:
+        return self.recipe.model.code_dim
+
+    def sample_noise(self, n: int, device: torch.device | str) -> Tensor:
+        return self.prior.sample(n, device)
+
+    def net(self, name: str, nets: Mapping[str, nn.Module] | None = None) -> nn.Module:
+        """``nets[name]`` when overridden (EMA copies for sampling), else the trained net."""
+        if nets is not None and name in nets:
+            return nets[name]
+        return self.nets[name]
+
+    def trained_nets(self) -> list[str]:
+        """Every net some phase updates, in a stable order (each gets an optimizer)."""
+        names: list[str] = []
+        for phase in self.phases():
+            names += [n for n in phase.updates if n not in names]
+        return names
+
+
+def metrics(**values: Tensor) -> Metrics:
+    """Detached scalars for logging (kept on device: the trainer reduces them once per logging tick)."""
+    return {k: v.detach().float() for k, v in values.items()}
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Register a method class under the name recipes use (``method.name: acl_gan_gp``)."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} registered twice")
+        _REGISTRY[name] = cls
+        cls.registered_name = name
+        return cls
+
+    return add
+
+
+def method_names() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def method_class(name: str) -> type[Method]:
+    _load_all()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def build_method(recipe: Recipe, data_dim: int | None = None) -> Method:
+    return method_class(recipe.method.name)(recipe, data_dim)
+
+
+def _load_all() -> None:
+    """Import the method families so their @register lines run (explicit list: no module scanning)."""
+    from acl_dist.methods import acl_gan, autoencoders, gan, infogan  # noqa: F401

@@ -1,0 +1,119 @@
+"""Net builders and adversarial terms shared by several methods.
+
+Images get DCGAN-style conv nets; vector data (the 2-D toys) gets MLPs of the same roles, so every method
+that makes sense on the toys runs there unchanged.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from acl_dist import losses
+from acl_dist.config import Recipe
+import torch
+
+from acl_dist.methods.base import Batch, Metrics, Phase, StepContext, metrics
+from acl_dist.nets import (CodeDiscriminator, CodeGenerator, ConvDiscriminator, ConvEncoder, ConvGenerator,
+                           MLP, MLPDiscriminator)
+from acl_dist.ops.gradient_penalty import gradient_penalty
+
+
+def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Module:
+    """Image generator / decoder (z or code -> x)."""
+    m = recipe.model
+    if data_dim is not None:
+        return MLP(in_dim, data_dim, m.mlp_hidden, 2)
+    return ConvGenerator(in_dim, m.resolution, m.channels, m.base_channels, m.max_channels, m.g_norm,
+                         m.checkpoint_activations)
+
+
+def build_discriminator(recipe: Recipe, data_dim: int | None) -> nn.Module:
+    """Image discriminator / critic exposing ``features`` (Phi)."""
+    m = recipe.model
+    if data_dim is not None:
+        return MLPDiscriminator(data_dim, m.mlp_hidden, 2)
+    return ConvDiscriminator(m.resolution, m.channels, m.base_channels, m.max_channels, m.d_norm,
+                             m.spectral_norm, m.checkpoint_activations)
+
+
+def build_encoder(recipe: Recipe, out_dim: int, data_dim: int | None) -> nn.Module:
+    m = recipe.model
+    if data_dim is not None:
+        return MLP(data_dim, out_dim, m.mlp_hidden, 2)
+    return ConvEncoder(m.resolution, m.channels, out_dim, m.base_channels, m.max_channels, m.d_norm,
+                       m.checkpoint_activations)
+
+
+def build_acl_module(recipe: Recipe, noise_dim: int) -> tuple[CodeGenerator, CodeDiscriminator]:
+    """The ACL module: Gz (noise -> code) and Dc (code -> logit)."""
+    m = recipe.model
+    return (CodeGenerator(noise_dim, m.code_dim, m.acl_hidden, m.acl_layers),
+            CodeDiscriminator(m.code_dim, m.acl_hidden, m.acl_layers))
+
+
+class Adversary:
+    """The image adversarial terms for one discriminator, logistic or Wasserstein, with optional penalty.
+
+    ``wasserstein`` selects the critic loss; the penalty (recipe ``gp_*``) is added to the D loss every
+    ``gp_every`` iterations with gain ``gp_every`` (lazy regularisation, StyleGAN2).
+    """
+
+    def __init__(self, recipe: Recipe, wasserstein: bool, default_gp_weight: float):
+        cfg = recipe.method
+        self.cfg, self.wasserstein = cfg, wasserstein
+        self.gp_weight = default_gp_weight if cfg.gp_weight is None else cfg.gp_weight
+
+    def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
+        real_scores, fake_scores = d(real), d(fake.detach())  # [B], [B]
+        if self.wasserstein:
+            loss = losses.critic_wasserstein(real_scores, fake_scores)
+        else:
+            loss = losses.discriminator_logistic(real_scores, fake_scores, self.cfg.label_smoothing)
+        out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
+        every = self.cfg.gp_every
+        if self.gp_weight > 0 and ctx.iteration % every == 0:
+            penalty = gradient_penalty(d, real, fake, kind=self.cfg.gp_kind, one_sided=self.cfg.gp_one_sided,
+                                       grad_scale=ctx.grad_scale)
+            loss = loss + self.gp_weight * every * penalty
+            out["gp"] = penalty.detach().float()
+        return loss, out
+
+    def g_loss(self, fake_scores: Tensor) -> Tensor:
+        if self.wasserstein:
+            return losses.generator_wasserstein(fake_scores)
+        return losses.generator_logistic(fake_scores, self.cfg.gan_loss)
+
+
+def code_discriminator_loss(dc: nn.Module, codes: Tensor, fake_codes: Tensor) -> Tensor:
+    """Dc's half of L_Z (eq. 1): the encoder's codes are real, Gz's are fake; both enter detached.
+
+    The encoder's codes are the *target*: they never receive a gradient from L_Z, so Gz moves towards them
+    and never the reverse (what separates ACL from AAE and ARAE).
+    """
+    return losses.discriminator_logistic(dc(codes.detach()), dc(fake_codes.detach()))
+
+
+class CodeLearningPhases:
+    """The ACL module's two phases (L_Z, eq. 1), shared by ACL-AE, ACL-GAN(-GP) and ACL-SGAN.
+
+    Needs ``self.nets["Gz"]``, ``self.nets["Dc"]`` and ``code_target(x)``: the inference net's codes.
+    """
+
+    def code_target(self, x: Tensor) -> Tensor:
+        return self.nets["E"](x)
+
+    def code_phases(self) -> list[Phase]:
+        return [Phase("Dc", ("Dc",), self.dc_phase), Phase("Gz", ("Gz",), self.gz_phase)]
+
+    def dc_phase(self, batch: Batch, ctx: StepContext):
+        x = batch["image"]
+        with torch.no_grad():  # the target: no gradient ever reaches the encoder from L_Z
+            codes = self.code_target(x)
+            fake = self.nets["Gz"](self.sample_noise(x.shape[0], ctx.device))
+        loss = code_discriminator_loss(self.nets["Dc"], codes, fake)
+        return self.cfg.lambda_z * loss, metrics(dc_loss=loss)
+
+    def gz_phase(self, batch: Batch, ctx: StepContext):
+        fake = self.nets["Gz"](self.sample_noise(batch["image"].shape[0], ctx.device))
+        loss = losses.generator_logistic(self.nets["Dc"](fake), self.cfg.gan_loss)
+        return self.cfg.lambda_z * loss, metrics(gz_loss=loss)

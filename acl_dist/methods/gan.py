@@ -1,0 +1,54 @@
+"""GAN (Goodfellow et al. 2014) and WGAN-GP (Gulrajani et al. 2017): G(z) against an image D.
+
+``gan``: minimax or non-saturating loss, optional one-sided label smoothing, k D-steps per G-step
+(``method.d_steps``), optional R1/R2 penalty. ``wgan_gp``: a Wasserstein critic with gradient penalty
+(default weight 10) and n_critic = ``d_steps`` critic steps per generator step.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
+from acl_dist.methods.common import Adversary, build_discriminator, build_generator
+
+
+@register("gan")
+class GAN(Method):
+    has_image_discriminator = True
+    sampling_nets = ("G",)
+    wasserstein = False
+    default_gp_weight = 0.0
+
+    def __init__(self, recipe, data_dim=None):
+        super().__init__(recipe, data_dim)
+        self.nets["G"] = build_generator(recipe, self.noise_dim(), data_dim)
+        self.nets["D"] = build_discriminator(recipe, data_dim)
+        self.adversary = Adversary(recipe, self.wasserstein, self.default_gp_weight)
+
+    def phases(self) -> list[Phase]:
+        return [Phase("D", ("D",), self.d_phase, repeats=self.cfg.d_steps),
+                Phase("G", ("G",), self.g_phase)]
+
+    def d_phase(self, batch: Batch, ctx: StepContext):
+        real = batch["image"]
+        with torch.no_grad():
+            fake = self.nets["G"](self.sample_noise(real.shape[0], ctx.device))
+        return self.adversary.d_loss(self.nets["D"], real, fake, ctx)
+
+    def g_phase(self, batch: Batch, ctx: StepContext):
+        fake = self.nets["G"](self.sample_noise(batch["image"].shape[0], ctx.device))
+        loss = self.adversary.g_loss(self.nets["D"](fake))
+        return loss, metrics(g_loss=loss)
+
+    def generate(self, noise: Tensor, nets: Mapping[str, nn.Module] | None = None) -> Tensor:
+        return self.net("G", nets)(noise)
+
+
+@register("wgan_gp")
+class WGANGP(GAN):
+    wasserstein = True
+    default_gp_weight = 10.0

@@ -1,0 +1,1 @@
+"""Hot kernels with plain-PyTorch reference twins (``impl="ref"``)."""

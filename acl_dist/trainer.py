@@ -1,0 +1,317 @@
+"""The training loop: devices, processes, precision, EMA, logging, samples, checkpoints. No loss formula.
+
+One code path for one CPU core, one GPU, many GPUs and many nodes: accelerate provides the process group,
+the device and autocast/GradScaler; the trainer runs the method's phases in order (freeze the other nets,
+loss under autocast, backward, average gradients across ranks, clip, step) and owns everything written to
+the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from acl_dist import distributed
+from acl_dist.checkpoint import CheckpointWriter, StopSignal, latest_checkpoint, load_state, set_rng_state
+from acl_dist.config import Recipe, dump_recipe, to_dict
+from acl_dist.data import build_stream, data_dim
+from acl_dist.ema import EMA
+from acl_dist.methods.base import Phase, StepContext, build_method
+from acl_dist.outputs import MetricsLog, save_samples
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. K non-finite losses in a row); the message says why."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    step: int
+    stopped_by_signal: bool
+    metrics: dict[str, float]
+    checkpoint: str | None
+
+
+def build_accelerator(recipe: Recipe):
+    """accelerate's Accelerator for this recipe's device and precision (the process group comes with it)."""
+    from accelerate import Accelerator
+
+    device = recipe.launch.device
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("launch.device: cuda was asked for but no CUDA device is visible")
+    return Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=cpu)
+
+
+class Trainer:
+    """Builds everything from a recipe; ``train()`` runs to ``train.steps`` or a stop signal."""
+
+    def __init__(self, recipe: Recipe, accelerator=None):
+        self.recipe = recipe
+        self.accelerator = accelerator or build_accelerator(recipe)
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process
+        self.run_dir = recipe.run_dir
+        self.method, self.phases = self._build_method()
+        self.optimizers = self._build_optimizers()
+        self.scaler = getattr(self.accelerator, "scaler", None)
+        self.ema = EMA(self._sampling_nets(), recipe.train.ema, recipe.train.ema_start)
+        torch.manual_seed(recipe.run.seed * 1000 + 17 + self.rank)  # per-rank noise from here on
+        self.stream = build_stream(recipe, rank=self.rank, world_size=self.world,
+                                   with_labels=self.method.needs_labels)
+        self.step, self.bad_steps = 0, 0
+        self.phase_iterations = {p.name: 0 for p in self.phases}
+        self.checkpoints = CheckpointWriter(self.run_dir, self.rank, distributed.barrier,
+                                            recipe.train.keep_checkpoints)
+        self.fixed_noise = self._fixed_noise(64)
+        self.evaluator = self._build_evaluator()
+        self.resumed_from = self._maybe_resume()
+
+    # -- building ------------------------------------------------------------------------------------
+    def _build_method(self):
+        torch.manual_seed(self.recipe.run.seed)  # identical initial weights on every rank
+        method = build_method(self.recipe, data_dim(self.recipe)).to(self.device)
+        if self.recipe.train.channels_last and data_dim(self.recipe) is None:
+            method.to(memory_format=torch.channels_last)
+        for net in method.nets.values():
+            distributed.broadcast_module(net)
+        return method, method.phases()
+
+    def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        o = self.recipe.optim
+        return {name: torch.optim.Adam(self.method.nets[name].parameters(), lr=o.lr_per_net.get(name, o.lr),
+                                       betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+                for name in self.method.trained_nets()}
+
+    def _sampling_nets(self) -> dict[str, nn.Module]:
+        return {n: self.method.nets[n] for n in self.method.sampling_nets}
+
+    def _fixed_noise(self, n: int) -> Tensor:
+        """The same noise for every sample grid of a run (and on every rank)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.recipe.run.seed + 4242)
+            return self.method.sample_noise(n, "cpu").to(self.device)
+
+    def _build_evaluator(self):
+        if self.recipe.eval.every <= 0:
+            return None
+        from acl_dist.eval.during_training import build_tracker
+
+        return build_tracker(self.recipe, self.device, self.rank, self.world)
+
+    # -- resume --------------------------------------------------------------------------------------
+    def _maybe_resume(self) -> str | None:
+        choice = self.recipe.run.resume
+        path = latest_checkpoint(self.run_dir) if choice == "auto" else (None if choice == "none" else choice)
+        if path is None:
+            return None
+        state, rng = load_state(path, self.rank)
+        self.load_state_dict(state)
+        if rng is not None and state.get("world_size") == self.world:
+            set_rng_state(rng)
+        else:
+            log.warning("checkpoint %s came from %s processes, this run has %d: RNG streams start afresh",
+                        path, state.get("world_size"), self.world)
+        log.info("resumed from %s at step %d", path, self.step)
+        return path
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step, "world_size": self.world, "recipe": to_dict(self.recipe),
+            "nets": self.method.nets.state_dict(),
+            "optimizers": {n: opt.state_dict() for n, opt in self.optimizers.items()},
+            "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
+            "data_position": self.stream.position, "phase_iterations": dict(self.phase_iterations),
+            "bad_steps": self.bad_steps,
+            "evaluator": self.evaluator.state_dict() if self.evaluator else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.method.nets.load_state_dict(state["nets"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.bad_steps = state["step"], state["bad_steps"]
+        self.phase_iterations.update(state["phase_iterations"])
+        self.stream.set_position(*state["data_position"])
+        if self.evaluator is not None and state.get("evaluator"):
+            self.evaluator.load_state_dict(state["evaluator"])
+
+    # -- one step ------------------------------------------------------------------------------------
+    def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.recipe.train.channels_last and out["image"].dim() == 4:
+            out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+        return out
+
+    def _grad_scale(self) -> Tensor | None:
+        """The fp16 scaler's current scale as a device tensor (no host sync), for gradient penalties."""
+        if self.scaler is None or not self.scaler.is_enabled():
+            return None
+        return self.scaler._get_scale_async()
+
+    def run_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
+        """Every phase due at this step, in order; repeats after the first draw fresh batches."""
+        batch = self._to_device(next(batches))
+        for phase in self.phases:
+            if self.step % phase.every:
+                continue
+            for repeat in range(phase.repeats):
+                if repeat:
+                    batch = self._to_device(next(batches))
+                self.run_phase(phase, batch, sums)
+
+    def run_phase(self, phase: Phase, batch: dict[str, Tensor], sums: dict[str, Tensor]) -> None:
+        for name, net in self.method.nets.items():
+            net.requires_grad_(name in phase.updates)
+        ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale())
+        with self.accelerator.autocast():
+            loss, values = phase.loss(batch, ctx)
+        if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):
+            self._bad_loss(phase, loss)
+            return
+        self.bad_steps = 0
+        for name in phase.updates:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        self._step_optimizers(phase)
+        self.phase_iterations[phase.name] += 1
+        for key, value in values.items():
+            key = f"{phase.name}/{key}"
+            sums[key] = sums.get(key, 0) + value
+
+    def _step_optimizers(self, phase: Phase) -> None:
+        params = [p for n in phase.updates for p in self.method.nets[n].parameters()]
+        distributed.average_gradients(params)
+        opts = [self.optimizers[n] for n in phase.updates]
+        clip = self.recipe.optim.grad_clip
+        if clip > 0:
+            if self.scaler is not None:
+                for opt in opts:
+                    self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        for opt in opts:
+            if self.scaler is not None:
+                self.scaler.step(opt)
+            else:
+                opt.step()
+        if self.scaler is not None:
+            self.scaler.update()  # once per phase: each phase is its own backward/step pair
+
+    def _bad_loss(self, phase: Phase, loss: Tensor) -> None:
+        self.bad_steps += 1
+        self.skipped = getattr(self, "skipped", 0) + 1
+        log.warning("step %d phase %s: non-finite loss (%s), update skipped (%d in a row)", self.step,
+                    phase.name, loss.detach().float().item(), self.bad_steps)
+        if self.bad_steps >= self.recipe.train.max_bad_steps:
+            raise TrainingError(f"{self.bad_steps} non-finite losses in a row (train.max_bad_steps="
+                                f"{self.recipe.train.max_bad_steps}); last in phase {phase.name} at step "
+                                f"{self.step}. Lower optim.lr, try train.mixed_precision: bf16 or no, or "
+                                f"resume from an earlier checkpoint.")
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        t = self.recipe.train
+        self._write_run_files()
+        metrics_log = MetricsLog(self.run_dir, self.is_main, t.tensorboard)
+        stop, last, ckpt = StopSignal(), {}, None
+        bar = self._progress_bar()
+        batches, sums = iter(self.stream), {}
+        tick_start, tick_steps = time.perf_counter(), 0
+        try:
+            while self.step < t.steps:
+                self.run_step(batches, sums)
+                self.step += 1
+                tick_steps += 1
+                self.ema.update(self._sampling_nets(), self.step)
+                if bar is not None:
+                    bar.update(1)
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    last = self._log_tick(metrics_log, sums, tick_steps, time.perf_counter() - tick_start, bar)
+                    sums, tick_start, tick_steps = {}, time.perf_counter(), 0
+                self._periodic_outputs(metrics_log)
+                if distributed.any_rank(stop.received is not None, self.device):
+                    ckpt = self.save_checkpoint()
+                    log.warning("stopped by signal at step %d; checkpoint %s", self.step, ckpt)
+                    return TrainResult(self.run_dir, self.step, True, last, ckpt)
+            ckpt = self.save_checkpoint()
+            self._save_samples()
+            return TrainResult(self.run_dir, self.step, False, last, ckpt)
+        finally:
+            stop.close()
+            metrics_log.close()
+            if bar is not None:
+                bar.close()
+
+    def _progress_bar(self):
+        if not (self.is_main and self.recipe.train.progress):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.recipe.train.steps, initial=self.step, desc=self.recipe.method.name,
+                    unit="step", dynamic_ncols=True)
+
+    def _log_tick(self, metrics_log: MetricsLog, sums: dict, steps: int, seconds: float, bar) -> dict:
+        """Average the interval's metrics over steps and ranks in one collective; write JSONL/TensorBoard."""
+        values = distributed.mean_across_ranks({k: v / steps for k, v in sums.items()})
+        images = steps * self.recipe.train.batch_size * self.world
+        values["images_per_s"] = images / max(seconds, 1e-9)
+        values["skipped_updates"] = float(getattr(self, "skipped", 0))
+        metrics_log.write(self.step, values)
+        if bar is not None:
+            shown = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k != "skipped_updates"}
+            bar.set_postfix(shown, refresh=False)
+        return values
+
+    def _periodic_outputs(self, metrics_log: MetricsLog) -> None:
+        t, e = self.recipe.train, self.recipe.eval
+        if t.sample_every and self.step % t.sample_every == 0:
+            self._save_samples()
+        if self.evaluator is not None and self.step % e.every == 0:
+            score = self.evaluator.evaluate(self.step, self.generate)
+            metrics_log.write(self.step, {f"eval/{k}": v for k, v in score.items()})
+            if self.evaluator.is_best:
+                self.save_checkpoint("best")
+        if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
+            self.save_checkpoint()
+
+    # -- outputs -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int) -> Tensor:
+        """n samples from the EMA nets on this rank's device (what FID and grids use)."""
+        out = []
+        for start in range(0, n, self.recipe.eval.batch_size):
+            m = min(self.recipe.eval.batch_size, n - start)
+            out.append(self.method.generate(self.method.sample_noise(m, self.device), nets=self.ema.nets).float())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def _save_samples(self) -> None:
+        if not self.is_main:
+            return
+        samples = self.method.generate(self.fixed_noise, nets=self.ema.nets).float().cpu()
+        reference = None
+        if data_dim(self.recipe) is not None:
+            reference = self.stream.data[:2000]
+        save_samples(samples, os.path.join(self.run_dir, "samples", f"step-{self.step:08d}.png"), reference)
+
+    def save_checkpoint(self, name: str | None = None) -> str:
+        return self.checkpoints.save(name or f"step-{self.step:08d}", self.state_dict() if self.is_main else {})
+
+    def _write_run_files(self) -> None:
+        if self.is_main:
+            os.makedirs(self.run_dir, exist_ok=True)
+            with open(os.path.join(self.run_dir, "recipe.yaml"), "w") as f:
+                f.write(dump_recipe(self.recipe))
+        distributed.barrier()

@@ -1,0 +1,142 @@
+"""Cross-field checks of a recipe: impossible combinations fail here, naming the key path, before any
+process group, device or file is touched."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from acl_dist.config import ConfigError, Recipe
+
+CHOICES = {
+    "data.source": ("digits", "toy", "shards"),
+    "data.corrupt": ("skip", "raise"),
+    "model.g_norm": ("batch", "layer", "instance", "none"),
+    "model.d_norm": ("batch", "layer", "instance", "none"),
+    "method.prior": ("gaussian", "uniform", "gmm", "categorical"),
+    "method.gan_loss": ("minimax", "nonsaturating"),
+    "method.gp_kind": ("wgan", "r1", "r2"),
+    "method.gp_impl": ("ref", "fused"),
+    "method.fake_source": ("code_generator", "encoder"),
+    "train.mixed_precision": ("no", "bf16", "fp16"),
+    "eval.feature_extractor": ("digits-cnn", "inception-v3-compat"),
+    "launch.device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
+            "model.mlp_hidden", "model.num_classes", "method.d_steps", "method.gp_every", "method.prior_modes",
+            "train.steps", "train.batch_size", "train.log_every", "train.sample_every", "train.max_bad_steps",
+            "eval.num_samples", "eval.batch_size", "launch.num_processes", "launch.num_machines",
+            "data.toy_modes", "data.toy_samples")
+VECTOR_METHODS = ("gan", "wgan_gp", "vae", "aae", "arae", "acl_ae", "acl_gan", "acl_gan_gp")
+
+
+def _get(recipe: Recipe, path: str):
+    section, key = path.split(".")
+    return getattr(getattr(recipe, section), key)
+
+
+def validate(recipe: Recipe) -> None:
+    """Raise ConfigError (naming the key path) for the first impossible value or combination."""
+    for path, allowed in CHOICES.items():
+        if _get(recipe, path) not in allowed:
+            raise ConfigError(path, f"{_get(recipe, path)!r} is not one of {', '.join(allowed)}")
+    for path in POSITIVE:
+        if _get(recipe, path) <= 0:
+            raise ConfigError(path, f"must be positive, got {_get(recipe, path)}")
+    _check_model(recipe)
+    _check_method(recipe)
+    _check_data(recipe)
+    _check_train(recipe)
+
+
+def _check_model(recipe: Recipe) -> None:
+    res = recipe.model.resolution
+    if recipe.data.source != "toy":
+        if res < 8 or res > 1024 or res & (res - 1):
+            reason = "is not a power of two" if res & (res - 1) else "is outside 8..1024"
+            raise ConfigError("model.resolution", f"{res} {reason} (conv nets need a power of two, 8 to 1024)")
+    if recipe.model.channels not in (1, 3):
+        raise ConfigError("model.channels", f"{recipe.model.channels}: images have 1 or 3 channels")
+
+
+def _check_method(recipe: Recipe) -> None:
+    from acl_dist.methods.base import method_class, method_names
+
+    m = recipe.method
+    if m.name not in method_names():
+        raise ConfigError("method.name", f"unknown method {m.name!r}; known: {', '.join(method_names())}")
+    cls = method_class(m.name)
+    if m.gp_weight is not None and m.gp_weight > 0 and not cls.has_image_discriminator:
+        critics = [n for n in method_names() if method_class(n).has_image_discriminator]
+        raise ConfigError("method.gp_weight", f"{m.name} has no image critic to penalise "
+                          f"(methods with one: {', '.join(critics)})")
+    gp_on = cls.has_image_discriminator and (m.gp_weight if m.gp_weight is not None
+                                             else getattr(cls, "default_gp_weight", 0.0)) > 0
+    if gp_on and recipe.model.d_norm == "batch" and recipe.data.source != "toy":
+        raise ConfigError("model.d_norm", "batch norm couples the samples of a batch, so a per-sample gradient "
+                          "penalty is ill-defined (WGAN-GP sec. 4); use layer, instance or none")
+    if m.prior == "categorical" and m.prior_modes > recipe.model.code_dim:
+        raise ConfigError("method.prior_modes", f"{m.prior_modes} categories do not fit in model.code_dim "
+                          f"{recipe.model.code_dim}")
+    if any(k <= 1 for k in m.info_categorical):
+        raise ConfigError("method.info_categorical", "every categorical code needs at least 2 categories")
+    for net in recipe.optim.lr_per_net:
+        if net not in _net_names(recipe):
+            raise ConfigError(f"optim.lr_per_net.{net}", f"{m.name} has no net {net!r} "
+                              f"(its nets: {', '.join(_net_names(recipe))})")
+
+
+def _net_names(recipe: Recipe) -> list[str]:
+    from acl_dist.data import data_dim
+    from acl_dist.methods.base import build_method
+
+    import torch
+
+    with torch.device("meta"):  # shapes only: no memory, no init cost, whatever the resolution
+        return list(build_method(recipe, data_dim(recipe)).nets.keys())
+
+
+def _check_data(recipe: Recipe) -> None:
+    from acl_dist.methods.base import method_class
+
+    d, name = recipe.data, recipe.method.name
+    if d.source == "toy" and name not in VECTOR_METHODS:
+        raise ConfigError("data.source", f"toy (2-D vector) data needs one of {', '.join(VECTOR_METHODS)}; "
+                          f"{name} is image-only")
+    if method_class(name).needs_labels and d.source == "toy":
+        raise ConfigError("data.source", f"{name} needs class labels; toy data has none")
+    if d.source == "shards":
+        if not d.shards:
+            raise ConfigError("data.shards", "missing: source 'shards' needs a brace pattern, manifest.json "
+                              "or pipe: URL pattern")
+        _check_local_shards(d.shards)
+
+
+def _check_local_shards(pattern: str) -> None:
+    """Local shard paths must exist now; remote ones (pipe:, http) are checked when the stream opens."""
+    if pattern.startswith(("pipe:", "http://", "https://", "s3://", "gs://")):
+        return
+    if pattern.endswith(".json"):
+        if not os.path.isfile(pattern):
+            raise ConfigError("data.shards", f"manifest not found: {pattern}")
+        return
+    try:
+        import braceexpand
+
+        paths = list(braceexpand.braceexpand(pattern))
+    except ImportError:  # pragma: no cover - braceexpand comes with webdataset
+        paths = glob.glob(pattern)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not paths or missing:
+        raise ConfigError("data.shards", f"{len(missing) or 'no'} shard file(s) not found, e.g. "
+                          f"{(missing or [pattern])[0]}")
+
+
+def _check_train(recipe: Recipe) -> None:
+    t = recipe.train
+    if not 0 <= t.ema < 1:
+        raise ConfigError("train.ema", f"{t.ema}: an EMA decay is in [0, 1)")
+    if recipe.run.resume not in ("auto", "none") and not os.path.exists(recipe.run.resume):
+        raise ConfigError("run.resume", f"checkpoint not found: {recipe.run.resume}")
+    if recipe.launch.deepspeed and not os.path.isfile(recipe.launch.deepspeed):
+        raise ConfigError("launch.deepspeed", f"DeepSpeed config not found: {recipe.launch.deepspeed}")
