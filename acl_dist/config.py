@@ -62,7 +62,7 @@ class ModelConfig:
     base_channels: int = 64  # channels of the highest-resolution conv layer
     max_channels: int = 512  # cap of the doubling channel schedule
     g_norm: str = "batch"  # generator/decoder norm: batch | layer | instance | none
-    d_norm: str = "batch"  # discriminator/encoder norm: batch | layer | instance | none
+    d_norm: str = "layer"  # discriminator/encoder norm: batch | layer | instance | none (no batch norm under a penalty)
     spectral_norm: bool = False  # spectral norm on discriminator layers
     acl_hidden: int = 256  # width of the ACL module's MLPs (Gz, Dc)
     acl_layers: int = 2  # hidden layers of the ACL module's MLPs (paper: 2-layer MLPs)
@@ -215,6 +215,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; accept what float() reads
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(path, f"expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -68,3 +68,19 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def rank_divergence(modules: Iterable[nn.Module]) -> float:
+    """Largest difference across ranks of per-net parameter checksums (0.0 when all ranks agree).
+
+    Averaged gradients and a shared start keep ranks identical; this catches the day they are not (a
+    rank-dependent branch, a missed sync) at the cost of one tiny collective per logging tick.
+    """
+    sums = [torch.stack([p.detach().double().sum() for p in m.parameters()]).sum() for m in modules]
+    if not sums or not is_distributed():
+        return 0.0
+    local = torch.stack(sums)
+    high, low = local.clone(), local.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float((high - low).abs().max().item())

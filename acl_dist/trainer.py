@@ -44,7 +44,10 @@ class TrainResult:
 def build_accelerator(recipe: Recipe):
     """accelerate's Accelerator for this recipe's device and precision (the process group comes with it)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state()  # a second run in one process (tests, repro) may change the precision;
+    # the process group itself (PartialState) is kept.
     device = recipe.launch.device
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
@@ -164,6 +167,7 @@ class Trainer:
     def run_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
         """Every phase due at this step, in order; repeats after the first draw fresh batches."""
         batch = self._to_device(next(batches))
+        self._step_had_bad_loss = False
         for phase in self.phases:
             if self.step % phase.every:
                 continue
@@ -171,6 +175,12 @@ class Trainer:
                 if repeat:
                     batch = self._to_device(next(batches))
                 self.run_phase(phase, batch, sums)
+        self.bad_steps = self.bad_steps + 1 if self._step_had_bad_loss else 0
+        if self.bad_steps >= self.recipe.train.max_bad_steps:
+            raise TrainingError(f"{self.bad_steps} steps in a row had non-finite losses (train.max_bad_steps="
+                                f"{self.recipe.train.max_bad_steps}), the last at step {self.step}. Lower "
+                                f"optim.lr, try train.mixed_precision: bf16 or no, or resume from an earlier "
+                                f"checkpoint.")
 
     def run_phase(self, phase: Phase, batch: dict[str, Tensor], sums: dict[str, Tensor]) -> None:
         for name, net in self.method.nets.items():
@@ -181,7 +191,6 @@ class Trainer:
         if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):
             self._bad_loss(phase, loss)
             return
-        self.bad_steps = 0
         for name in phase.updates:
             self.optimizers[name].zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
@@ -210,15 +219,11 @@ class Trainer:
             self.scaler.update()  # once per phase: each phase is its own backward/step pair
 
     def _bad_loss(self, phase: Phase, loss: Tensor) -> None:
-        self.bad_steps += 1
+        """Skip this update (every rank agrees), count it; run_step stops after K bad steps in a row."""
+        self._step_had_bad_loss = True
         self.skipped = getattr(self, "skipped", 0) + 1
-        log.warning("step %d phase %s: non-finite loss (%s), update skipped (%d in a row)", self.step,
-                    phase.name, loss.detach().float().item(), self.bad_steps)
-        if self.bad_steps >= self.recipe.train.max_bad_steps:
-            raise TrainingError(f"{self.bad_steps} non-finite losses in a row (train.max_bad_steps="
-                                f"{self.recipe.train.max_bad_steps}); last in phase {phase.name} at step "
-                                f"{self.step}. Lower optim.lr, try train.mixed_precision: bf16 or no, or "
-                                f"resume from an earlier checkpoint.")
+        log.warning("step %d phase %s: non-finite loss (%s), update skipped (%d bad steps in a row before "
+                    "this one)", self.step, phase.name, loss.detach().float().item(), self.bad_steps)
 
     # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -268,9 +273,11 @@ class Trainer:
         images = steps * self.recipe.train.batch_size * self.world
         values["images_per_s"] = images / max(seconds, 1e-9)
         values["skipped_updates"] = float(getattr(self, "skipped", 0))
+        values["rank_divergence"] = distributed.rank_divergence(self.method.nets.values())
         metrics_log.write(self.step, values)
         if bar is not None:
-            shown = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k != "skipped_updates"}
+            hidden = ("skipped_updates", "rank_divergence")
+            shown = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k not in hidden}
             bar.set_postfix(shown, refresh=False)
         return values
 

@@ -64,7 +64,8 @@ class Adversary:
         self.gp_weight = default_gp_weight if cfg.gp_weight is None else cfg.gp_weight
 
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
-        real_scores, fake_scores = d(real), d(fake.detach())  # [B], [B]
+        fake = fake.detach().to(real.dtype)  # under autocast G's output may be bf16/fp16
+        real_scores, fake_scores = d(real), d(fake)  # [B], [B]
         if self.wasserstein:
             loss = losses.critic_wasserstein(real_scores, fake_scores)
         else:

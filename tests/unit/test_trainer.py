@@ -1,0 +1,132 @@
+"""The loop: outputs on disk, exact resume, kill-and-resume, non-finite losses, stop signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from acl_dist.checkpoint import latest_checkpoint, load_state
+from acl_dist.trainer import Trainer, TrainingError
+from tests.conftest import PYTHON, REPO, tiny_overrides
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.method.nets.state_dict().items()}
+
+
+def test_training_writes_samples_metrics_checkpoint_and_recipe(tiny_recipe):
+    recipe = tiny_recipe("acl_gan_gp", "train.steps=4", "train.sample_every=2", "train.log_every=2",
+                         "train.tensorboard=true")
+    result = Trainer(recipe).train()
+    run = recipe.run_dir
+    assert sorted(os.listdir(os.path.join(run, "samples"))) == ["step-00000002.png", "step-00000004.png"]
+    lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+    assert [l["step"] for l in lines] == [2, 4]
+    assert {"Dx/d_loss", "Dx/gp", "rec/rec", "Gz/gz_loss", "images_per_s"} <= set(lines[-1])
+    assert os.listdir(os.path.join(run, "tensorboard"))
+    assert "name: acl_gan_gp" in open(os.path.join(run, "recipe.yaml")).read()
+    assert result.checkpoint == latest_checkpoint(run)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    from acl_dist.config import load_recipe
+
+    def run(name, steps, resume="auto"):
+        ov = tiny_overrides("acl_gan_gp", str(tmp_path), f"run.name={name}", f"train.steps={steps}",
+                            f"run.resume={resume}", "train.ckpt_every=2")
+        return Trainer(load_recipe(None, ov))
+
+    straight = run("straight", 5)
+    straight.train()
+    first = run("split", 2)
+    first.train()
+    resumed = run("split", 5)
+    assert resumed.step == 2 and resumed.resumed_from.endswith("step-00000002")
+    resumed.train()
+    for key, value in _weights(straight).items():
+        assert torch.equal(value, resumed.method.nets.state_dict()[key]), key
+    for name in straight.ema.nets:
+        for a, b in zip(straight.ema.nets[name].parameters(), resumed.ema.nets[name].parameters()):
+            assert torch.equal(a, b)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    """SIGKILL mid-run, then resume: step, optimizer and EMA state are the checkpoint's."""
+    ov = tiny_overrides("acl_ae", str(tmp_path), "train.steps=100000", "train.ckpt_every=3",
+                        "train.keep_checkpoints=100")
+    proc = subprocess.Popen([PYTHON, "-m", "acl_dist", "train", "recipes/digits/acl_ae.yaml", *ov], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = os.path.join(str(tmp_path), "acl_ae")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(os.listdir(os.path.join(run_dir, "checkpoints"))
+                                          if os.path.isdir(os.path.join(run_dir, "checkpoints")) else []) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None
+    state, _ = load_state(ckpt, 0)
+    from acl_dist.config import load_recipe
+
+    trainer = Trainer(load_recipe(os.path.join(REPO, "recipes/digits/acl_ae.yaml"), ov))
+    assert trainer.step == state["step"] > 0
+    for name, opt in trainer.optimizers.items():
+        saved = state["optimizers"][name]["state"]
+        assert opt.state_dict()["state"][0]["step"] == saved[0]["step"]
+        assert torch.equal(opt.state_dict()["state"][0]["exp_avg"], saved[0]["exp_avg"])
+    assert all(torch.equal(trainer.ema.state_dict()[n][k], v)
+               for n in state["ema"] for k, v in state["ema"][n].items())
+
+
+def test_non_finite_losses_are_skipped_counted_then_stop(tiny_recipe, monkeypatch):
+    trainer = Trainer(tiny_recipe("gan", "train.steps=50", "train.max_bad_steps=3"))
+    d_phase = trainer.phases[0]
+    original = d_phase.loss
+    calls = {"n": 0}
+
+    def sometimes_nan(batch, ctx):
+        calls["n"] += 1
+        loss, values = original(batch, ctx)
+        return (loss * float("nan") if calls["n"] >= 2 else loss), values
+
+    object.__setattr__(d_phase, "loss", sometimes_nan)
+    before = [p.clone() for p in trainer.method.nets["D"].parameters()]
+    trainer.run_step(iter(trainer.stream), {})  # finite
+    changed = [p.clone() for p in trainer.method.nets["D"].parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, changed))
+    trainer.run_step(iter(trainer.stream), {})  # non-finite: D untouched, counted
+    assert trainer.bad_steps == 1
+    assert all(torch.equal(a, b) for a, b in zip(changed, trainer.method.nets["D"].parameters()))
+    assert trainer.skipped == 1
+    with pytest.raises(TrainingError, match="in a row had non-finite losses"):
+        trainer.train()
+
+
+def test_sigusr1_checkpoints_and_exits_zero(tmp_path):
+    ov = tiny_overrides("gan", str(tmp_path), "train.steps=100000")
+    proc = subprocess.Popen([PYTHON, "-m", "acl_dist", "train", "recipes/digits/gan.yaml", *ov], cwd=REPO,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run_dir = os.path.join(str(tmp_path), "gan")
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stopped by signal" in out
+    state, _ = load_state(latest_checkpoint(run_dir), 0)
+    assert state["step"] > 0
+
+
+def test_bf16_autocast_trains(tiny_recipe):
+    result = Trainer(tiny_recipe("acl_gan_gp", "train.steps=2", "train.mixed_precision=bf16")).train()
+    assert result.step == 2
