@@ -1,0 +1,146 @@
+"""What the trainer calls every ``eval.every`` steps: FID (and, when asked, Parzen) from a recipe.
+
+:func:`build_tracker` turns a recipe into a :class:`TrainingEvaluator`: it picks the real images for this
+rank (the whole digits set split across ranks without repeats, or this rank's shard stream), names them for
+the reference-statistics cache (``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir), and wraps
+:class:`~acl_dist.eval.tracker.FIDTracker`. ``evaluate`` returns a dict of metrics, the same on every rank.
+
+Parzen (``eval.parzen``) follows the GAN paper: images mapped to [0, 1], sigma chosen on a validation split.
+Digits have no official test split, so validation and test are drawn from the training data: the number
+measures fit to the data, not generalisation. It runs on rank 0 with rank 0's samples and is broadcast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+import torch
+
+from acl_dist.config import Recipe
+from acl_dist.eval.fid import broadcast_float, rank_and_world, shard_sizes
+from acl_dist.eval.parzen import parzen_evaluate
+from acl_dist.eval.tracker import FIDTracker
+
+logger = logging.getLogger(__name__)
+PARZEN_SPLIT = 500  # validation and test points each (GAN paper: 10,000 MNIST test images)
+
+
+def dataset_key(recipe: Recipe) -> str:
+    """Names the real data for the statistics cache: source, content (manifest hash), resolution, channels."""
+    d, m = recipe.data, recipe.model
+    what = d.source
+    if d.source == "shards":
+        what = f"shards:{d.shards}"
+        if d.shards.endswith(".json") and os.path.isfile(d.shards):
+            with open(d.shards, "rb") as f:
+                what = f"shards-manifest:{hashlib.sha1(f.read()).hexdigest()}"
+    return f"{what}|{m.resolution}px|{m.channels}ch"
+
+
+def _digits_real(recipe: Recipe, rank: int, world: int) -> tuple[int, Callable[[], Iterator[torch.Tensor]]]:
+    """(count, batches): every digit once, split across ranks, so the reference has no repeats."""
+    from acl_dist.data.memory import digits_tensors
+
+    images, _ = digits_tensors(recipe.model.resolution, recipe.model.channels)  # [1797, C, R, R]
+    count = min(recipe.eval.num_samples, len(images))
+    mine = images[rank::world][: shard_sizes(count, world)[rank]]
+    return count, lambda: iter(mine.split(recipe.eval.batch_size))
+
+
+def _stream_real(recipe: Recipe, rank: int, world: int) -> Callable[[], Iterator[torch.Tensor]]:
+    """This rank's shard stream, with its own seed so the reference is not the next training batches."""
+    from acl_dist.data import build_stream
+
+    def batches() -> Iterator[torch.Tensor]:
+        stream = build_stream(recipe, rank=rank, world_size=world, with_labels=False,
+                              batch_size=recipe.eval.batch_size, seed=recipe.run.seed + 7919)
+        return (b["image"] for b in stream)
+
+    return batches
+
+
+class TrainingEvaluator:
+    """FID (image data) and Parzen log-likelihood (when ``eval.parzen``) at training time."""
+
+    def __init__(self, recipe: Recipe, tracker: FIDTracker | None, parzen_data: torch.Tensor | None):
+        self.recipe = recipe
+        self.tracker = tracker
+        self.parzen_data = parzen_data  # [2 * PARZEN_SPLIT, ...] real points on rank 0 (validation, test)
+
+    @property
+    def is_best(self) -> bool:
+        return self.tracker is not None and self.tracker.is_best
+
+    def state_dict(self) -> dict:
+        return {"fid": self.tracker.state_dict() if self.tracker is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.tracker is not None and state.get("fid"):
+            self.tracker.load_state_dict(state["fid"])
+
+    def evaluate(self, step: int, generate: Callable[[int], torch.Tensor]) -> dict[str, float]:
+        """Metrics at ``step``; every rank must call it and gets the same values."""
+        out = {}
+        if self.tracker is not None:
+            out["fid"] = self.tracker.evaluate(step, generate)
+            out["fid_best"] = self.tracker.best
+        if self.recipe.eval.parzen:
+            out["parzen_ll"] = broadcast_float(self._parzen(generate) if rank_and_world()[0] == 0 else None)
+        return out
+
+    @torch.no_grad()
+    def _parzen(self, generate: Callable[[int], torch.Tensor]) -> float:
+        n, b = self.recipe.eval.num_samples, self.recipe.eval.batch_size
+        samples = torch.cat([generate(min(b, n - i)).float().cpu() for i in range(0, n, b)])
+        real = self.parzen_data
+        half = len(real) // 2
+        if samples.dim() == 4:  # images: [-1, 1] -> [0, 1], the paper's range and sigma grid
+            samples, real = (samples + 1) / 2, (real + 1) / 2
+            sigmas = torch.logspace(-1, 0, 10).tolist()
+        else:  # vectors (toy data): a wider grid
+            sigmas = torch.logspace(-2, 0.5, 12).tolist()
+        result = parzen_evaluate(samples, real[:half], real[half:], sigmas)
+        logger.info("Parzen log-likelihood %.2f +- %.2f (sigma %.3f)", result.mean, result.stderr, result.sigma)
+        return result.mean
+
+
+def _parzen_data(recipe: Recipe) -> torch.Tensor:
+    """2 * PARZEN_SPLIT real points (or all there are), shuffled with a fixed seed: validation then test."""
+    from acl_dist.data.memory import digits_tensors, toy_tensors
+
+    d, m = recipe.data, recipe.model
+    if d.source == "digits":
+        data, _ = digits_tensors(m.resolution, m.channels)
+    elif d.source == "toy":
+        data, _ = toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples)
+    else:
+        batches, data = _stream_real(recipe, 0, 1)(), []
+        while sum(len(x) for x in data) < 2 * PARZEN_SPLIT:
+            data.append(next(batches))
+        data = torch.cat(data)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    return data[order[: 2 * PARZEN_SPLIT]]
+
+
+def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int) -> TrainingEvaluator | None:
+    """The trainer's evaluator for ``recipe`` (None when there is nothing to evaluate)."""
+    e = recipe.eval
+    tracker = None
+    if recipe.data.source == "toy":
+        logger.info("eval: FID needs images; the 2-D toy data gets %s", "Parzen only" if e.parzen else "nothing")
+    else:
+        if recipe.data.source == "digits":
+            count, real = _digits_real(recipe, rank, world)
+            if count < e.num_samples and rank == 0:
+                logger.info("eval: digits have %d images; reference statistics use all of them", count)
+        else:
+            count, real = e.num_samples, _stream_real(recipe, rank, world)
+        cache_dir = os.path.join(recipe.run.out_dir, ".fid_cache")
+        tracker = FIDTracker(e, recipe.run_dir, device, real, cache_dir, dataset_key(recipe), real_count=count)
+    if tracker is None and not e.parzen:
+        return None
+    parzen = _parzen_data(recipe) if e.parzen and rank == 0 else None
+    return TrainingEvaluator(recipe, tracker, parzen)

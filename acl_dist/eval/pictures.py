@@ -1,0 +1,96 @@
+"""Pictures of a run: sample grids, interpolation strips, videos and FID curves.
+
+Images arrive as our [-1, 1] float tensors [B, C, H, W]; :func:`to_uint8_hwc` is where they become the
+uint8 [H, W, 3] arrays PNG and video writers take. Videos go through :func:`acl_dist.media.encode_video`
+(ffmpeg); curves are drawn on matplotlib's Agg canvas without pyplot, so no display is needed on a cluster node
+and no global backend is switched.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """[-1, 1] float [C, H, W] (C = 1 or 3) -> uint8 [H, W, 3] numpy."""
+    x = ((image.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # [C, H, W]
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x.permute(1, 2, 0).contiguous().numpy()
+
+
+def grid_image(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
+    """[-1, 1] [B, C, H, W] -> one uint8 [H', W', 3] grid, ``nrow`` images per row, black padding."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images [B, 1|3, H, W], got {tuple(images.shape)}")
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=padding, pad_value=-1.0)  # [3, H', W']
+    return to_uint8_hwc(grid)
+
+
+def _save_png(array: np.ndarray, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def save_grid(images: torch.Tensor, path: str, nrow: int = 8, padding: int = 2) -> str:
+    """Write [-1, 1] images [B, C, H, W] as a PNG grid with ``nrow`` images per row; returns ``path``."""
+    return _save_png(grid_image(images, nrow, padding), path)
+
+
+def interpolation_strip(rows: Sequence[torch.Tensor], path: str, padding: int = 2) -> str:
+    """Write interpolation rows (each [T, C, H, W], the same T) as one PNG, one row per interpolation."""
+    if not rows:
+        raise ValueError("no rows to draw")
+    lengths = {r.shape[0] for r in rows}
+    if len(lengths) != 1:
+        raise ValueError(f"rows differ in length: {sorted(lengths)}")
+    return save_grid(torch.cat(list(rows), dim=0), path, nrow=lengths.pop(), padding=padding)
+
+
+def save_video(frames: Iterable[torch.Tensor], path: str, fps: float = 24.0) -> int:
+    """Encode [-1, 1] frames (each [C, H, W], or [B, C, H, W] drawn as a grid) as an mp4; returns frames written."""
+    from acl_dist.media import encode_video  # ffmpeg only when a video is asked for
+
+    def as_arrays():
+        for frame in frames:
+            yield grid_image(frame) if frame.dim() == 4 else to_uint8_hwc(frame)
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return encode_video(as_arrays(), path, fps)
+
+
+def read_curve(csv_path: str) -> list[dict]:
+    """Rows of a metrics CSV (header row first) as dicts of floats."""
+    with open(csv_path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def plot_curve(
+    source: str | Sequence[dict], png_path: str, x: str = "step", y: str = "fid", title: str | None = None
+) -> str:
+    """Plot column ``y`` against ``x`` from a CSV path or a list of row dicts; writes ``png_path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no display needed
+
+    rows = read_curve(source) if isinstance(source, (str, os.PathLike)) else list(source)
+    xs, ys = [float(r[x]) for r in rows], [float(r[y]) for r in rows]
+    fig = Figure(figsize=(5, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(xs, ys, marker="o", markersize=3)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y.upper() if y == "fid" else y)
+    ax.set_title(title or f"{y} by {x}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
+    fig.savefig(png_path)
+    return png_path

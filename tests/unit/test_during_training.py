@@ -1,0 +1,54 @@
+"""The trainer's evaluator built from a recipe: FID against all digits once, Parzen, toy data."""
+
+import math
+import os
+
+import torch
+
+from acl_dist.config import Recipe
+from acl_dist.data.memory import digits_tensors
+from acl_dist.eval.during_training import build_tracker, dataset_key
+
+
+def recipe(tmp_path, source="digits", parzen=True) -> Recipe:
+    r = Recipe()
+    r.run.out_dir, r.run.name = str(tmp_path), "run"
+    r.data.source = source
+    r.model.resolution, r.model.channels = 16, 1
+    r.eval.every, r.eval.num_samples, r.eval.batch_size, r.eval.parzen = 1, 120, 50, parzen
+    return r
+
+
+def noisy_digits():
+    images, _ = digits_tensors(16, 1)
+    g = torch.Generator().manual_seed(0)
+    return lambda n: (images[:n] + 0.3 * torch.randn(n, 1, 16, 16, generator=g)).clamp(-1, 1)
+
+
+def test_digits_evaluator_reports_fid_and_parzen(tmp_path):
+    r = recipe(tmp_path)
+    ev = build_tracker(r, torch.device("cpu"), 0, 1)
+    assert ev.tracker.real_count == 120
+    out = ev.evaluate(10, noisy_digits())
+    assert set(out) == {"fid", "fid_best", "parzen_ll"}
+    assert out["fid"] > 0 and out["fid_best"] == out["fid"] and ev.is_best
+    assert math.isfinite(out["parzen_ll"])
+    assert os.path.isfile(os.path.join(r.run_dir, "fid.csv"))
+    cached = os.listdir(os.path.join(r.run.out_dir, ".fid_cache"))
+    assert len(cached) == 1 and "digits-cnn-n120" in cached[0]
+
+
+def test_reference_uses_each_digit_once_when_asked_for_more(tmp_path):
+    r = recipe(tmp_path, parzen=False)
+    r.eval.num_samples = 5000
+    ev = build_tracker(r, torch.device("cpu"), 0, 1)
+    assert ev.tracker.real_count == 1797
+    assert dataset_key(r) == "digits|16px|1ch"
+
+
+def test_toy_data_gets_parzen_only_or_nothing(tmp_path):
+    assert build_tracker(recipe(tmp_path, "toy", parzen=False), torch.device("cpu"), 0, 1) is None
+    ev = build_tracker(recipe(tmp_path, "toy", parzen=True), torch.device("cpu"), 0, 1)
+    g = torch.Generator().manual_seed(0)
+    out = ev.evaluate(1, lambda n: torch.randn(n, 2, generator=g))
+    assert set(out) == {"parzen_ll"} and math.isfinite(out["parzen_ll"]) and not ev.is_best

@@ -1,0 +1,136 @@
+"""FID from sufficient statistics: equal to torch-fidelity's own, exact sharding, reference-stats cache."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from acl_dist.eval.extractors import build_extractor, to_uint8_rgb
+from acl_dist.eval.fid import (
+    FeatureStats,
+    compute_fid,
+    fid_from_stats,
+    real_statistics,
+    shard_sizes,
+    stats_cache_path,
+)
+
+
+def digits(n: int, offset: int = 0) -> torch.Tensor:
+    """n sklearn digits as [-1, 1] images [n, 1, 16, 16] (nearest upsampling of the 8x8 originals)."""
+    x = torch.tensor(load_digits().images[offset : offset + n], dtype=torch.float32) / 8.0 - 1.0
+    return x.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2).unsqueeze(1)
+
+
+def fakes(n: int) -> torch.Tensor:
+    """Worse 'generated' digits: noisy and shifted, so FID is clearly non-zero."""
+    g = torch.Generator().manual_seed(1)
+    x = digits(n, offset=900) + 0.4 * torch.randn(n, 1, 16, 16, generator=g)
+    return torch.roll(x, shifts=2, dims=3).clamp(-1, 1)
+
+
+def batches(images: torch.Tensor, size: int):
+    yield from images.split(size)
+
+
+def sequential(images: torch.Tensor):
+    """A generate(n) callable handing out the next n images, and the list of the n asked for."""
+    asked, pos = [], [0]
+
+    def generate(n: int) -> torch.Tensor:
+        asked.append(n)
+        out = images[pos[0] : pos[0] + n]
+        pos[0] += n
+        return out
+
+    return generate, asked
+
+
+class _Uint8(torch.utils.data.Dataset):
+    """What torch-fidelity takes as an in-memory input: a Dataset of uint8 [3, H, W]."""
+
+    def __init__(self, images):
+        self.x = to_uint8_rgb(images)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def test_stats_equal_numpy_mean_and_cov():
+    f = torch.randn(300, 7, dtype=torch.float64) * 3 + 5
+    stats = FeatureStats.empty(7)
+    for part in f.split(64):
+        stats.add(part.float())  # float32 features, as extractors give, summed in float64
+    mu, sigma = stats.mean_cov()
+    ref = f.float().double().numpy()
+    assert stats.count == 300
+    np.testing.assert_allclose(mu, ref.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(ref, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
+def test_fid_equals_torch_fidelity_calculate_metrics(tmp_path):
+    real, fake = digits(240), fakes(200)
+    ex = build_extractor("digits-cnn")
+    real_stats = real_statistics(batches(real, 64), ex, len(real))
+    generate, asked = sequential(fake)
+    ours = compute_fid(generate, len(fake), real_stats, ex, batch_size=64)
+    assert asked == [64, 64, 64, 8]
+
+    folder = tmp_path / "fake"  # one side as a PNG folder, the other as a Dataset: both inputs it accepts
+    folder.mkdir()
+    for i, img in enumerate(to_uint8_rgb(fake)):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(folder), input2=_Uint8(real), fid=True, feature_extractor="digits-cnn",
+        cuda=False, save_cpu_ram=True, cache=False, verbose=False, batch_size=50,
+    )["frechet_inception_distance"]
+    assert ours > 1.0
+    assert abs(ours - theirs) / theirs < 1e-4, (ours, theirs)
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_order_free():
+    ex = build_extractor("digits-cnn")
+    real = digits(150)
+    a = real_statistics(batches(real, 32), ex, 150)
+    b = real_statistics(batches(real.flip(0), 50), ex, 150)
+    assert abs(fid_from_stats(a, b)) < 1e-6
+
+
+def test_shard_sizes_split_exactly():
+    assert shard_sizes(10, 3) == [4, 3, 3]
+    assert shard_sizes(2, 4) == [1, 1, 0, 0]
+    for n, w in [(2000, 8), (1, 1), (999, 16)]:
+        sizes = shard_sizes(n, w)
+        assert sum(sizes) == n and max(sizes) - min(sizes) <= 1
+
+
+def test_real_statistics_cached_by_dataset_extractor_and_count(tmp_path):
+    ex = build_extractor("digits-cnn")
+    path = stats_cache_path(str(tmp_path), "digits:16x16x1", "digits-cnn", 100)
+    assert path != stats_cache_path(str(tmp_path), "digits:16x16x1", "digits-cnn", 200)
+    assert path != stats_cache_path(str(tmp_path), "digits:32x32x1", "digits-cnn", 100)
+    first = real_statistics(batches(digits(100), 30), ex, 100, path, "digits:16x16x1")
+    assert os.path.isfile(path)
+
+    def untouchable():
+        raise AssertionError("the cache was not used")
+        yield
+
+    second = real_statistics(untouchable(), ex, 100, path, "digits:16x16x1")
+    assert second.count == first.count and torch.equal(second.outer, first.outer.cpu())
+    # a file whose metadata does not match is recomputed, not trusted
+    third = real_statistics(batches(digits(100, offset=100), 30), ex, 100, path, "other-dataset")
+    assert not torch.equal(third.total, first.total)
+
+
+def test_too_few_real_images_is_an_error():
+    ex = build_extractor("digits-cnn")
+    with pytest.raises(ValueError, match="ran out after 20 of 50"):
+        real_statistics(batches(digits(20), 8), ex, 50)
