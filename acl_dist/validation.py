@@ -16,7 +16,7 @@ CHOICES = {
     "method.prior": ("gaussian", "uniform", "gmm", "categorical"),
     "method.gan_loss": ("minimax", "nonsaturating"),
     "method.gp_kind": ("wgan", "r1", "r2"),
-    "method.gp_impl": ("ref", "fused"),
+    "method.gp_impl": ("auto", "ref", "fused", "split"),
     "method.fake_source": ("code_generator", "encoder"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
     "eval.feature_extractor": ("digits-cnn", "inception-v3-compat"),

@@ -15,7 +15,7 @@ import torch
 from acl_dist.methods.base import Batch, Metrics, Phase, StepContext, metrics
 from acl_dist.nets import (CodeDiscriminator, CodeGenerator, ConvDiscriminator, ConvEncoder, ConvGenerator,
                            MLP, MLPDiscriminator)
-from acl_dist.ops.gradient_penalty import gradient_penalty
+from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
 
 
 def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Module:
@@ -65,16 +65,20 @@ class Adversary:
 
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
         fake = fake.detach().to(real.dtype)  # under autocast G's output may be bf16/fp16
-        real_scores, fake_scores = d(real), d(fake)  # [B], [B]
+        every = self.cfg.gp_every
+        penalised = self.gp_weight > 0 and ctx.iteration % every == 0
+        if penalised:  # the fast paths share forwards between the loss and the penalty
+            real_scores, fake_scores, penalty = critic_scores_and_penalty(
+                d, real, fake, kind=self.cfg.gp_kind, one_sided=self.cfg.gp_one_sided, impl=self.cfg.gp_impl,
+                grad_scale=ctx.grad_scale)
+        else:
+            real_scores, fake_scores = d(real).reshape(-1), d(fake).reshape(-1)  # [B], [B]
         if self.wasserstein:
             loss = losses.critic_wasserstein(real_scores, fake_scores)
         else:
             loss = losses.discriminator_logistic(real_scores, fake_scores, self.cfg.label_smoothing)
         out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
-        every = self.cfg.gp_every
-        if self.gp_weight > 0 and ctx.iteration % every == 0:
-            penalty = gradient_penalty(d, real, fake, kind=self.cfg.gp_kind, one_sided=self.cfg.gp_one_sided,
-                                       grad_scale=ctx.grad_scale)
+        if penalised:
             loss = loss + self.gp_weight * every * penalty
             out["gp"] = penalty.detach().float()
         return loss, out

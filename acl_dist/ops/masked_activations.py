@@ -1,15 +1,15 @@
-"""ReLU / LeakyReLU whose backward depends on the input only through a detached sign mask.
+"""ReLU / LeakyReLU whose backward depends on the input only through its detached sign (a mask).
 
 Why: a gradient penalty differentiates the critic's input gradient once more. For a piecewise-linear
 activation that second derivative is zero almost everywhere, but PyTorch's ``leaky_relu_backward`` still
 records a ``zeros_like`` derivative with respect to the activation's input, so the final backward pushes a
 tensor of zeros back through the whole forward graph of the penalised points (a full conv backward, input
-and weight, per layer, for nothing). Saving only the bool mask cuts that path out of the graph: the values
-and all gradients are the same, the double backward is shorter, and the saved tensor is 1 byte per element.
+and weight, per layer, for nothing). Reading the input detached in the backward cuts that path out of the
+graph: the values and all gradients are the same and the double backward is shorter.
 
 ``masked_activations()`` is a context manager (a ``TorchFunctionMode``) that swaps ``F.relu`` /
 ``F.leaky_relu`` / ``torch.relu`` for these versions inside the critic's forward without touching its
-modules; ``impl="ref"`` paths never enter it.
+modules; ``impl="ref"`` paths never enter it. ReLU is served as a leaky ReLU of slope 0.
 """
 
 from __future__ import annotations
@@ -21,21 +21,20 @@ from torch.overrides import TorchFunctionMode
 
 
 class _MaskedLeakyReLU(torch.autograd.Function):
-    """leaky_relu(x) with backward ``g * where(x > 0, 1, slope)``, the mask a constant of the graph."""
+    """leaky_relu(x) whose backward reads x only as a detached constant (its sign)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, slope: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x > 0)  # bool, same shape as x: no path back to x in the double backward
+        ctx.save_for_backward(x)  # what the native op saves too: same memory
         ctx.slope = slope
         return F.leaky_relu(x, slope)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        # Plain differentiable ops on ``grad`` only, so the double backward works and never reaches x.
-        (mask,) = ctx.saved_tensors
-        if ctx.slope == 0.0:
-            return grad.masked_fill(~mask, 0.0), None
-        return torch.where(mask, grad, grad * ctx.slope), None  # keeps grad's dtype (bf16/fp16 safe)
+        # The native backward kernel (one pass, grad's dtype), differentiable in ``grad`` only: with x
+        # detached the double backward stops here instead of sending zeros through the forward graph.
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten.leaky_relu_backward(grad, x.detach(), ctx.slope, False), None
 
 
 def masked_leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
