@@ -86,12 +86,15 @@ class CheckpointWriter:
     def __init__(self, run_dir: str, rank: int, barrier, keep: int):
         self.root, self.rank, self.barrier, self.keep = checkpoint_dir(run_dir), rank, barrier, keep
 
-    def save(self, name: str, state: dict[str, Any]) -> str:
+    def save(self, name: str, state: dict[str, Any], collective=None) -> str:
+        """``collective(tmp_dir)`` runs on every rank before the rename (DeepSpeed's partitioned states)."""
         final, tmp = os.path.join(self.root, name), os.path.join(self.root, f".tmp-{name}")
         if self.rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
         self.barrier()
+        if collective is not None:
+            collective(tmp)
         torch.save(rng_state(), os.path.join(tmp, f"rng-rank{self.rank}.pt"))
         self.barrier()
         if self.rank == 0:

@@ -68,6 +68,7 @@ class Trainer:
         self.optimizers = self._build_optimizers()
         self.scaler = getattr(self.accelerator, "scaler", None)
         self.ema = EMA(self._sampling_nets(), recipe.train.ema, recipe.train.ema_start)
+        self.engines = self._build_engines()
         torch.manual_seed(recipe.run.seed * 1000 + 17 + self.rank)  # per-rank noise from here on
         self.stream = build_stream(recipe, rank=self.rank, world_size=self.world,
                                    with_labels=self.method.needs_labels)
@@ -95,6 +96,14 @@ class Trainer:
                                        betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
                 for name in self.method.trained_nets()}
 
+    def _build_engines(self) -> dict:
+        """DeepSpeed engines (one per trained net) when the recipe names a DeepSpeed config."""
+        if not self.recipe.launch.deepspeed:
+            return {}
+        from acl_dist.deepspeed_engines import build_engines
+
+        return build_engines(dict(self.method.nets.items()), self.optimizers, self.recipe, self.device)
+
     def _sampling_nets(self) -> dict[str, nn.Module]:
         return {n: self.method.nets[n] for n in self.method.sampling_nets}
 
@@ -119,6 +128,10 @@ class Trainer:
             return None
         state, rng = load_state(path, self.rank)
         self.load_state_dict(state)
+        if self.engines:
+            from acl_dist.deepspeed_engines import load_engines
+
+            load_engines(self.engines, os.path.join(path, "deepspeed"))
         if rng is not None and state.get("world_size") == self.world:
             set_rng_state(rng)
         else:
@@ -131,7 +144,7 @@ class Trainer:
         return {
             "step": self.step, "world_size": self.world, "recipe": to_dict(self.recipe),
             "nets": self.method.nets.state_dict(),
-            "optimizers": {n: opt.state_dict() for n, opt in self.optimizers.items()},
+            "optimizers": {} if self.engines else {n: opt.state_dict() for n, opt in self.optimizers.items()},
             "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
             "data_position": self.stream.position, "phase_iterations": dict(self.phase_iterations),
             "bad_steps": self.bad_steps,
@@ -141,7 +154,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.method.nets.load_state_dict(state["nets"])
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            if not self.engines:  # DeepSpeed engines restore their own (partitioned) optimizer states
+                opt.load_state_dict(state["optimizers"][name])
         self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -183,27 +197,38 @@ class Trainer:
                                 f"checkpoint.")
 
     def run_phase(self, phase: Phase, batch: dict[str, Tensor], sums: dict[str, Tensor]) -> None:
+        """One update of the phase's nets (under DeepSpeed: one backward per net, see deepspeed_engines)."""
+        groups = [(n,) for n in phase.updates] if self.engines else [phase.updates]
+        for updates in groups:
+            values = self._update(phase, updates, batch)
+            for key, value in (values or {}).items():
+                sums[f"{phase.name}/{key}"] = sums.get(f"{phase.name}/{key}", 0) + value / len(groups)
+        self.phase_iterations[phase.name] += 1
+
+    def _update(self, phase: Phase, updates: tuple[str, ...], batch: dict[str, Tensor]) -> dict | None:
         for name, net in self.method.nets.items():
-            net.requires_grad_(name in phase.updates)
+            net.requires_grad_(name in updates)
         ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale())
         with self.accelerator.autocast():
             loss, values = phase.loss(batch, ctx)
         if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):
             self._bad_loss(phase, loss)
-            return
-        for name in phase.updates:
+            return None
+        if self.engines:
+            (name,) = updates
+            self.engines[name].backward(loss)
+            self.engines[name].step()
+            return values
+        for name in updates:
             self.optimizers[name].zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
-        self._step_optimizers(phase)
-        self.phase_iterations[phase.name] += 1
-        for key, value in values.items():
-            key = f"{phase.name}/{key}"
-            sums[key] = sums.get(key, 0) + value
+        self._step_optimizers(updates)
+        return values
 
-    def _step_optimizers(self, phase: Phase) -> None:
-        params = [p for n in phase.updates for p in self.method.nets[n].parameters()]
+    def _step_optimizers(self, updates: tuple[str, ...]) -> None:
+        params = [p for n in updates for p in self.method.nets[n].parameters()]
         distributed.average_gradients(params)
-        opts = [self.optimizers[n] for n in phase.updates]
+        opts = [self.optimizers[n] for n in updates]
         clip = self.recipe.optim.grad_clip
         if clip > 0:
             if self.scaler is not None:
@@ -314,7 +339,14 @@ class Trainer:
         save_samples(samples, os.path.join(self.run_dir, "samples", f"step-{self.step:08d}.png"), reference)
 
     def save_checkpoint(self, name: str | None = None) -> str:
-        return self.checkpoints.save(name or f"step-{self.step:08d}", self.state_dict() if self.is_main else {})
+        collective = None
+        if self.engines:
+            from acl_dist.deepspeed_engines import save_engines
+
+            def collective(tmp_dir: str) -> None:
+                save_engines(self.engines, os.path.join(tmp_dir, "deepspeed"))
+        state = self.state_dict() if self.is_main else {}
+        return self.checkpoints.save(name or f"step-{self.step:08d}", state, collective)
 
     def _write_run_files(self) -> None:
         if self.is_main:

@@ -138,5 +138,19 @@ def _check_train(recipe: Recipe) -> None:
         raise ConfigError("train.ema", f"{t.ema}: an EMA decay is in [0, 1)")
     if recipe.run.resume not in ("auto", "none") and not os.path.exists(recipe.run.resume):
         raise ConfigError("run.resume", f"checkpoint not found: {recipe.run.resume}")
-    if recipe.launch.deepspeed and not os.path.isfile(recipe.launch.deepspeed):
+    if recipe.launch.deepspeed:
+        _check_deepspeed(recipe)
+
+
+def _check_deepspeed(recipe: Recipe) -> None:
+    if not os.path.isfile(recipe.launch.deepspeed):
         raise ConfigError("launch.deepspeed", f"DeepSpeed config not found: {recipe.launch.deepspeed}")
+    from acl_dist.deepspeed_engines import load_deepspeed_config
+
+    config = load_deepspeed_config(recipe)  # raises ConfigError for sections acl_dist owns
+    if recipe.train.mixed_precision == "fp16":
+        raise ConfigError("train.mixed_precision", "fp16 needs one GradScaler shared by all phases, which "
+                          "DeepSpeed engines do not share; use bf16 under DeepSpeed")
+    if config.get("zero_optimization", {}).get("stage", 0) == 3 and recipe.train.ema > 0:
+        raise ConfigError("train.ema", "ZeRO-3 partitions parameters across ranks, so the EMA copies cannot "
+                          "follow them; set train.ema: 0 or use ZeRO-1/2")

@@ -1,0 +1,105 @@
+"""DeepSpeed for GANs: one engine per trained net (G, D, E, Gz, Dc), each stepped directly.
+
+Why not accelerate's DeepSpeed integration: its multi-model path prepares two models, but
+``accelerator.backward`` then fails inside ZeRO's ``reduce_ipg_grads``; calling each engine's ``backward`` and
+``step`` works. Why one backward per trained net: a phase that updates two nets (E and Gx in ACL-GAN's
+reconstruction) cannot hand one loss to two engines, since each engine's backward runs its own gradient
+partitioning epilogue; so the trainer evaluates such a phase once per net, with only that net unfrozen
+(ZeRO-2 also asserts "Gradient computed twice" if a frozen net's parameters receive gradients).
+
+Mixed precision stays with the trainer's autocast (``train.mixed_precision``); engines keep fp32 master
+weights, so the DeepSpeed JSON must not enable its own fp16/bf16 sections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+
+import torch
+from torch import nn
+
+from acl_dist.config import ConfigError, Recipe
+
+log = logging.getLogger(__name__)
+
+
+def load_deepspeed_config(recipe: Recipe) -> dict:
+    """The recipe's DeepSpeed JSON, with the fields the trainer owns filled in."""
+    path = recipe.launch.deepspeed
+    with open(path) as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ConfigError("launch.deepspeed", f"{path} is not valid JSON: {err}") from None
+    for section in ("fp16", "bf16"):
+        if config.get(section, {}).get("enabled", False):
+            raise ConfigError("launch.deepspeed", f"{path} enables {section}; set train.mixed_precision instead "
+                              "(the trainer's autocast keeps fp32 master weights in every engine)")
+    if "optimizer" in config:
+        raise ConfigError("launch.deepspeed", f"{path} has an optimizer section; acl_dist passes torch's Adam "
+                          "(DeepSpeed's JIT-builds FusedAdam for over a minute and knows no per-net settings)")
+    config["train_micro_batch_size_per_gpu"] = recipe.train.batch_size
+    config["gradient_accumulation_steps"] = 1
+    if recipe.optim.grad_clip > 0:
+        config["gradient_clipping"] = recipe.optim.grad_clip
+    config.setdefault("steps_per_print", 10**9)
+    return config
+
+
+def _ensure_process_group(device: torch.device) -> None:
+    """DeepSpeed needs a process group even on one process; accelerate starts none there."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    dist.init_process_group("gloo" if device.type == "cpu" else "nccl", rank=0, world_size=1)
+
+
+def _skip_cpu_shared_memory_op() -> None:
+    """On CPU, DeepSpeed JIT-compiles a shared-memory all-reduce op at its first initialize (about a minute
+    here); gloo's all-reduce is what tests and CPU runs need, so mark the op unavailable instead."""
+    import deepspeed.ops
+
+    if deepspeed.ops.__compatible_ops__.get("deepspeed_shm_comm", False):
+        log.info("DeepSpeed on CPU: using gloo's all-reduce instead of JIT-building deepspeed_shm_comm")
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def build_engines(nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], recipe: Recipe,
+                  device: torch.device) -> dict[str, object]:
+    """One DeepSpeed engine per trained net, in the optimizers' order (the same on every rank)."""
+    import deepspeed
+
+    if device.type == "cpu":
+        _skip_cpu_shared_memory_op()
+    _ensure_process_group(device)
+    config = load_deepspeed_config(recipe)
+    engines = {}
+    for name, optimizer in optimizers.items():
+        engine, _, _, _ = deepspeed.initialize(model=nets[name], optimizer=optimizer, config=dict(config))
+        engines[name] = engine
+    stage = config.get("zero_optimization", {}).get("stage", 0)
+    log.info("DeepSpeed ZeRO stage %d: one engine for each of %s", stage, ", ".join(engines))
+    return engines
+
+
+def save_engines(engines: dict[str, object], directory: str) -> None:
+    """Collective: every rank writes its ZeRO partitions (optimizer state) under ``directory/<net>``."""
+    for name, engine in engines.items():
+        engine.save_checkpoint(directory, tag=name, save_latest=False)
+
+
+def load_engines(engines: dict[str, object], directory: str) -> None:
+    for name, engine in engines.items():
+        path, _ = engine.load_checkpoint(directory, tag=name, load_optimizer_states=True,
+                                         load_lr_scheduler_states=False)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed state for {name} in {directory}")
