@@ -57,14 +57,17 @@ def run_train(args) -> int:
         cmd, env = accelerate_command(recipe, args.recipe, args.overrides)
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env=env)
+    from acl_dist.distributed import leave_process_group
     from acl_dist.trainer import Trainer, TrainingError
 
     try:
         result = Trainer(recipe).train()
     except TrainingError as err:
         log.error("%s", err)
+        leave_process_group(wait_for_others=False)
         return 1
     _print_summary(result)
+    leave_process_group(wait_for_others=True)
     return 0
 
 

@@ -84,3 +84,18 @@ def rank_divergence(modules: Iterable[nn.Module]) -> float:
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     return float((high - low).abs().max().item())
+
+
+def leave_process_group(wait_for_others: bool) -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Why: a gloo group left to interpreter shutdown can abort the process ("terminate called without an
+    active exception", exit -6), which torchrun reports as a failed worker and SLURM as a FAILED job even
+    though training finished. ``wait_for_others`` (after a clean finish) keeps rank 0's store alive until
+    every rank is done with it; after an error a barrier could hang, so it is skipped.
+    """
+    if not dist.is_initialized():
+        return
+    if wait_for_others:
+        dist.barrier()
+    dist.destroy_process_group()
