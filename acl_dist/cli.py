@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
-    for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.repro"):
+    for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.repro",
+                   "acl_dist.demo"):
         _register_optional(module, subparsers)
     return parser
 

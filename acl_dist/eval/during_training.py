@@ -125,8 +125,11 @@ def _parzen_data(recipe: Recipe) -> torch.Tensor:
     return data[order[: 2 * PARZEN_SPLIT]]
 
 
-def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int) -> TrainingEvaluator | None:
-    """The trainer's evaluator for ``recipe`` (None when there is nothing to evaluate)."""
+def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int,
+                  report_dir: str | None = None) -> TrainingEvaluator | None:
+    """The trainer's evaluator for ``recipe`` (None when there is nothing to evaluate).
+
+    ``report_dir``: where fid.csv / fid.png go (default the run directory; `acl-dist eval` passes its own)."""
     e = recipe.eval
     tracker = None
     if recipe.data.source == "toy":
@@ -139,7 +142,7 @@ def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int) -
         else:
             count, real = e.num_samples, _stream_real(recipe, rank, world)
         cache_dir = os.path.join(recipe.run.out_dir, ".fid_cache")
-        tracker = FIDTracker(e, recipe.run_dir, device, real, cache_dir, dataset_key(recipe), real_count=count)
+        tracker = FIDTracker(e, report_dir or recipe.run_dir, device, real, cache_dir, dataset_key(recipe), real_count=count)
     if tracker is None and not e.parzen:
         return None
     parzen = _parzen_data(recipe) if e.parzen and rank == 0 else None

@@ -29,6 +29,9 @@ if acc.num_processes > 1:
     torch.distributed.all_reduce(t)
 with open(os.path.join(sys.argv[1], f"rank{acc.process_index}-{os.getpid()}.txt"), "w") as f:
     f.write(f"{acc.process_index} {acc.num_processes} {t.item()} {acc.distributed_type.value}")
+if torch.distributed.is_initialized():  # a gloo group left to interpreter exit can abort the process (-6)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 """
 
 

@@ -1,0 +1,231 @@
+"""`acl-dist sample RUN_OR_CKPT` (pictures and videos) and `acl-dist eval RUN_OR_CKPT` (FID, Parzen).
+
+Both read a run directory (its newest complete checkpoint) or one checkpoint directory, on CPU or GPU.
+`eval` runs on as many processes as it is launched with (`accelerate launch -m acl_dist eval RUN`): each rank
+generates its share and only feature statistics are reduced (see ``acl_dist.eval.fid``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+import torch
+
+from acl_dist.eval.loading import LoadedRun, load_run, pick_device
+
+log = logging.getLogger(__name__)
+
+
+# -- sample ----------------------------------------------------------------------------------------------
+
+
+def _real_pairs(loaded: LoadedRun, rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Two batches of real images from the run's data (None when the data cannot be read here)."""
+    from acl_dist.data import build_stream
+
+    try:
+        stream = build_stream(loaded.recipe, rank=0, world_size=1, with_labels=False, batch_size=2 * rows,
+                              seed=seed)
+        batch = next(iter(stream))["image"]
+    except (OSError, ValueError, StopIteration) as err:
+        log.warning("interpolation: cannot read the run's data (%s); interpolating prior draws instead", err)
+        return None
+    return batch[:rows], batch[rows:2 * rows]
+
+
+def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, steps: int = 8, seed: int = 0,
+                  fps: float = 12.0, walk_keypoints: int = 4, video: bool = True,
+                  device: torch.device = torch.device("cpu")) -> dict[str, str]:
+    """Every picture the method supports, under ``out``; returns {what: path}."""
+    from acl_dist.eval import figures, pictures
+    from acl_dist.outputs import save_samples
+
+    method, nets = loaded.method, loaded.nets
+    method.to(device)
+    nets = {name: net.to(device) for name, net in nets.items()}
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(seed)
+    written: dict[str, str] = {}
+    samples = method.generate(method.sample_noise(num, device), nets).float().cpu()
+    reference = None
+    if samples.dim() == 2:  # 2-D toy data: a scatter over the real points
+        from acl_dist.data.memory import toy_tensors
+
+        d = loaded.recipe.data
+        reference = toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples)[0][:2000]
+        written["samples"] = save_samples(samples, os.path.join(out, "samples.png"), reference)
+        return written  # interpolations and videos are about images
+    written["samples"] = save_samples(samples, os.path.join(out, "samples.png"))
+
+    pairs = _real_pairs(loaded, rows, seed) if method.encode_nets else None
+    if pairs is not None:
+        strips = figures.code_interpolations(method, nets, pairs[0].to(device), pairs[1].to(device), steps)
+    else:
+        strips = figures.noise_interpolations(method, nets, rows, steps, device)
+    strips = strips.cpu()
+    written["interpolation"] = pictures.interpolation_strip(list(strips), os.path.join(out, "interpolation.png"))
+    if video:
+        frames = (strips[:, t] for t in range(strips.shape[1]))  # each frame: every row at one point
+        path = os.path.join(out, "interpolation.mp4")
+        pictures.save_video(frames, path, fps=max(1.0, steps / 2))
+        written["interpolation_video"] = path
+
+    if hasattr(method, "categories"):  # InfoGAN: one traversal sheet per code
+        for name, grid in figures.infogan_traversals(method, nets, rows, steps, device).items():
+            key = f"traversal_{name}"
+            written[key] = pictures.interpolation_strip(list(grid.cpu()), os.path.join(out, f"{key}.png"))
+
+    if video:
+        walk = figures.latent_walk(method, nets, min(num, 16), walk_keypoints, int(fps * 2), device)
+        path = os.path.join(out, "latent_walk.mp4")
+        pictures.save_video((f.cpu() for f in walk), path, fps=fps)
+        written["latent_walk"] = path
+    return written
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    try:
+        device = pick_device(args.device)
+        loaded = load_run(args.run, device, ema=not args.no_ema)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"acl-dist sample: error: {err}", file=sys.stderr)
+        return 2
+    out = args.out or os.path.join(loaded.run_dir, "pictures", os.path.basename(loaded.checkpoint))
+    written = write_samples(loaded, out, num=args.num, rows=args.rows, steps=args.steps, seed=args.seed,
+                            fps=args.fps, video=not args.no_video, device=device)
+    print(f"{loaded.recipe.method.name} at step {loaded.step} ({loaded.checkpoint}):")
+    for what, path in written.items():
+        print(f"  {what:<24} {path}")
+    return 0
+
+
+# -- eval ------------------------------------------------------------------------------------------------
+
+
+def _eval_recipe(loaded: LoadedRun, args: argparse.Namespace):
+    e = loaded.recipe.eval
+    changes = {}
+    if args.num_samples:
+        changes["num_samples"] = args.num_samples
+    if args.feature_extractor:
+        changes["feature_extractor"] = args.feature_extractor
+    if args.weights:
+        changes["feature_extractor_weights_path"] = args.weights
+    if args.parzen:
+        changes["parzen"] = True
+    return dataclasses.replace(loaded.recipe, eval=dataclasses.replace(e, **changes))
+
+
+def _global_noise_generator(loaded: LoadedRun, num_samples: int, seed: int, rank: int, world: int,
+                            device: torch.device):
+    """``generate(n)`` for this rank that walks through ONE seeded noise set in global sample order.
+
+    Why: the samples are then the same whatever the number of processes (rank r takes its contiguous share,
+    as ``compute_fid`` splits them), so 1 and N processes give the same FID up to float summation order.
+    Calls beyond the share continue into the following samples (the Parzen estimate on rank 0 sees all).
+    """
+    from acl_dist.eval.fid import shard_sizes
+
+    method, nets = loaded.method, loaded.nets
+    torch.manual_seed(seed)
+    noise = method.sample_noise(num_samples, "cpu")  # identical on every rank
+    start = sum(shard_sizes(num_samples, world)[:rank])
+    cursor = 0
+
+    @torch.no_grad()
+    def generate(n: int) -> torch.Tensor:
+        nonlocal cursor
+        index = (start + cursor + torch.arange(n)) % num_samples
+        cursor += n
+        return method.generate(noise[index].to(device), nets).float()
+
+    return generate
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from acl_dist.eval.during_training import build_tracker
+    from acl_dist.eval.extractors import MissingWeightsError
+
+    state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
+    try:
+        device = state.device if args.device == "auto" else pick_device(args.device)
+        loaded = load_run(args.run, device, ema=not args.no_ema)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"acl-dist eval: error: {err}", file=sys.stderr)
+        return 2
+    recipe = _eval_recipe(loaded, args)
+    out = args.out or os.path.join(loaded.run_dir, "eval", os.path.basename(loaded.checkpoint))
+    if state.is_main_process:
+        os.makedirs(out, exist_ok=True)
+    state.wait_for_everyone()
+    try:
+        evaluator = build_tracker(recipe, device, state.process_index, state.num_processes, report_dir=out)
+    except MissingWeightsError as err:
+        print(f"acl-dist eval: error: {err}", file=sys.stderr)
+        return 2
+    if evaluator is None:
+        print("acl-dist eval: nothing to evaluate: FID needs image data; add --parzen", file=sys.stderr)
+        return 2
+    generate = _global_noise_generator(loaded, recipe.eval.num_samples, args.seed, state.process_index,
+                                       state.num_processes, device)
+    scores = evaluator.evaluate(loaded.step, generate)
+    result = {"checkpoint": loaded.checkpoint, "step": loaded.step, "method": recipe.method.name,
+              "ema": not args.no_ema, "num_samples": recipe.eval.num_samples,
+              "feature_extractor": recipe.eval.feature_extractor, "processes": state.num_processes,
+              **{k: v for k, v in scores.items() if k != "fid_best"}}
+    if state.is_main_process:
+        with open(os.path.join(out, "eval.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if k != "fid_best")
+        print(f"{recipe.method.name} at step {loaded.step}: {shown} "
+              f"({recipe.eval.num_samples} samples, {state.num_processes} process(es))")
+        print(f"  written to {os.path.join(out, 'eval.json')}")
+    from acl_dist.distributed import leave_process_group
+
+    leave_process_group(wait_for_others=True)
+    return 0
+
+
+# -- registration ----------------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory (newest complete checkpoint) or a checkpoint directory")
+    p.add_argument("--out", help="output directory (default: inside the run directory)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--no-ema", action="store_true", help="use the trained nets, not their EMA copies")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+
+
+def register(subparsers) -> None:
+    """Add `sample` and `eval` to the `acl-dist` sub-commands."""
+    p = subparsers.add_parser("sample", help="sample grids, interpolations, InfoGAN traversals, latent walks",
+                              description="Pictures and videos from a trained run: a sample grid, "
+                              "interpolations through the encoder's codes between real images (noise for "
+                              "methods without an encoder) as a strip and an MP4, InfoGAN code traversals and "
+                              "a latent-walk MP4.")
+    _common(p)
+    p.add_argument("--num", type=int, default=64, help="samples in the grid (default 64)")
+    p.add_argument("--rows", type=int, default=8, help="interpolation / traversal rows (default 8)")
+    p.add_argument("--steps", type=int, default=8, help="points per interpolation (default 8)")
+    p.add_argument("--fps", type=float, default=12.0, help="latent-walk frames per second (default 12)")
+    p.add_argument("--no-video", action="store_true", help="PNGs only (no ffmpeg)")
+    p.set_defaults(func=run_sample)
+
+    p = subparsers.add_parser("eval", help="FID (and Parzen) of a trained run, on any number of processes",
+                              description="FID of a run's generator against its data, with the recipe's "
+                              "feature extractor (digits-cnn offline; inception-v3-compat needs local weights). "
+                              "Multi-process: accelerate launch -m acl_dist eval RUN.")
+    _common(p)
+    p.add_argument("--num-samples", type=int, help="generated samples (default: the recipe's eval.num_samples)")
+    p.add_argument("--feature-extractor", help="digits-cnn | inception-v3-compat (default: the recipe's)")
+    p.add_argument("--weights", help="feature extractor weights file (Inception offline)")
+    p.add_argument("--parzen", action="store_true", help="also the Parzen-window log-likelihood")
+    p.set_defaults(func=run_eval)

@@ -1,0 +1,69 @@
+"""A trained run, back from its checkpoint: the recipe it was trained with, its method and sampling nets.
+
+Why a module of its own: `acl-dist sample`, `acl-dist eval` and `acl-dist repro` all start from a run
+directory or one checkpoint and need the same thing; none of them needs optimizers, data streams or a
+process group, so the trainer is not involved.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from acl_dist.checkpoint import load_state, resolve_checkpoint
+from acl_dist.config import Recipe, build_dataclass
+from acl_dist.data import data_dim
+from acl_dist.methods import build_method
+from acl_dist.methods.base import Method
+
+
+@dataclass
+class LoadedRun:
+    recipe: Recipe
+    method: Method
+    nets: dict[str, nn.Module]  # what generate()/encode()/decode() should use: EMA copies when asked
+    step: int
+    checkpoint: str
+
+    @property
+    def run_dir(self) -> str:
+        """The run directory the checkpoint belongs to (``<run>/checkpoints/<name>``)."""
+        return os.path.dirname(os.path.dirname(self.checkpoint))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name}: no CUDA device is visible")
+    return torch.device(name)
+
+
+def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) -> LoadedRun:
+    """Load ``path`` (a run directory, whose newest complete checkpoint is used, or a checkpoint directory).
+
+    Args:
+        ema: sample with the EMA copies of the sampling nets (what the trainer's grids and FID use).
+    Raises:
+        FileNotFoundError: no complete checkpoint there.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such run or checkpoint directory")
+    checkpoint = resolve_checkpoint(path)
+    state, _ = load_state(checkpoint, 0)
+    recipe = build_dataclass(Recipe, state["recipe"])  # as trained; not re-validated (data may have moved)
+    device = torch.device(device)
+    method = build_method(recipe, data_dim(recipe)).to(device)
+    method.nets.load_state_dict(state["nets"])
+    method.eval().requires_grad_(False)
+    nets: dict[str, nn.Module] = dict(method.nets.items())
+    if ema and state.get("ema"):
+        for name, tensors in state["ema"].items():
+            copy_net = copy.deepcopy(method.nets[name])
+            copy_net.load_state_dict(tensors)
+            nets[name] = copy_net.eval().requires_grad_(False)
+    return LoadedRun(recipe, method, nets, int(state["step"]), checkpoint)
