@@ -1,0 +1,49 @@
+"""`acl-dist repro NAME`: regenerate a part of the reproduction report under docs/results/.
+
+Parts: ``prior`` (ACL paper Fig. 11), ``table1`` (Table 1 / Fig. 6-8 on the digits), ``interpolation``
+(Fig. 10), ``all``. ``--budget full`` is what the committed report used; ``--budget tiny`` runs every part
+in a minute or two with toy-sized nets (what the tests run). Training runs go under ``--runs`` and resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+PARTS = ("prior", "table1", "interpolation")
+
+
+def _part(name: str):
+    import importlib
+
+    return importlib.import_module(f"acl_dist.repro.{name}")
+
+
+def run_repro(args: argparse.Namespace) -> int:
+    from acl_dist.repro.jobs import ReproError
+
+    parts = PARTS if args.part == "all" else (args.part,)
+    for name in parts:
+        started = time.time()
+        try:
+            path = _part(name).reproduce(args.out, args.runs, args.budget, args.jobs)
+        except ReproError as err:
+            print(f"acl-dist repro {name}: error: {err}", file=sys.stderr)
+            return 1
+        print(f"{name}: {path} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def register(subparsers) -> None:
+    from acl_dist.repro.jobs import default_parallel
+
+    p = subparsers.add_parser("repro", help="regenerate the reproduction report (docs/results/*.md)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("part", choices=(*PARTS, "all"))
+    p.add_argument("--budget", choices=("full", "tiny"), default="full",
+                   help="full: the committed report's budget; tiny: seconds, toy-sized nets (tests)")
+    p.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
+    p.add_argument("--runs", default="runs/repro", help="training runs directory (default runs/repro)")
+    p.add_argument("--jobs", type=int, default=default_parallel(), help="training runs at once (default: cores)")
+    p.set_defaults(func=run_repro)

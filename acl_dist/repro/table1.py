@@ -1,0 +1,163 @@
+"""ACL paper Table 1 / Fig. 6-8 on the data we have: the sklearn digits, every method, several seeds.
+
+Scored with the Fréchet distance in the shipped digits-CNN feature space (not Inception: an FID in a
+different feature space, comparable between methods here, not with the paper's numbers) and the GAN paper's
+Parzen-window log-likelihood. The paper-scale runs (CelebA, CIFAR-10, Inception FID) are listed as commands.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+from acl_dist.eval.pictures import read_curve
+from acl_dist.repro.jobs import Job, run_jobs
+from acl_dist.repro.report import mean_std, write_report
+
+GROUPS = {  # baseline first, then its ACL version(s): the comparisons the paper makes
+    "GAN family (Table 1)": ["gan", "acl_gan"],
+    "WGAN-GP family (Table 1)": ["wgan_gp", "acl_gan_gp"],
+    "supervised inference net (Fig. 9)": ["acl_gan", "acl_sgan"],
+    "autoencoders (Fig. 6/7)": ["vae", "aae", "acl_ae"],
+}
+METHODS = ["gan", "acl_gan", "wgan_gp", "acl_gan_gp", "acl_sgan", "vae", "aae", "acl_ae"]
+PAPER = {  # Table 1, Inception FID, mean ± std (CIFAR-10, CelebA)
+    "gan": ("67.07 ± 2.82", "64.28 ± 2.12"), "acl_gan": ("56.05 ± 0.36", "52.02 ± 0.25"),
+    "wgan_gp": ("50.22 ± 0.74", "32.85 ± 0.53"), "acl_gan_gp": ("47.32 ± 0.67", "26.91 ± 0.22"),
+}
+TINY_MODEL = ["model.resolution=8", "model.code_dim=4", "model.base_channels=4", "model.max_channels=8",
+              "model.acl_hidden=8", "train.batch_size=8"]
+
+
+def budget(name: str) -> dict:
+    if name == "tiny":
+        return {"steps": 4, "eval_every": 2, "samples": 64, "seeds": 2, "extra": TINY_MODEL}
+    return {"steps": 600, "eval_every": 150, "samples": 1000, "seeds": 3, "extra": []}
+
+
+def jobs_for(budget_name: str, methods: list[str] = METHODS) -> list[Job]:
+    b = budget(budget_name)
+    return [Job(f"table1-{m}-seed{seed}", f"recipes/digits/{m}.yaml",
+                [f"train.steps={b['steps']}", f"eval.every={b['eval_every']}", f"eval.num_samples={b['samples']}",
+                 "eval.parzen=true", f"run.seed={seed}", "train.ckpt_every=0", f"train.sample_every={b['steps']}",
+                 "train.tensorboard=false", *b["extra"]])
+            for m in methods for seed in range(b["seeds"])]
+
+
+def _scores(run_dir: str) -> dict:
+    rows = read_curve(os.path.join(run_dir, "fid.csv"))
+    parzen = None
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            value = json.loads(line).get("eval/parzen_ll")
+            parzen = value if value is not None else parzen
+    return {"curve": [(int(r["step"]), r["fid"]) for r in rows], "fid": rows[-1]["fid"],
+            "best": min(r["fid"] for r in rows), "parzen": parzen}
+
+
+def _curves_figure(scores: dict[str, list[dict]], path: str) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4 * len(GROUPS), 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(GROUPS), squeeze=False)[0]
+    for ax, (group, methods) in zip(axes, GROUPS.items()):
+        for m in methods:
+            runs = scores[m]
+            steps = [s for s, _ in runs[0]["curve"]]
+            mean = [sum(r["curve"][i][1] for r in runs) / len(runs) for i in range(len(steps))]
+            ax.plot(steps, mean, marker="o", markersize=3, label=m,
+                    linestyle="--" if not m.startswith("acl") else "-")
+        ax.set_title(group, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("Fréchet distance (digits-CNN)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _verdicts(scores: dict[str, list[dict]]) -> list[str]:
+    out = []
+    for group, methods in GROUPS.items():
+        base = methods[0]
+        for other in methods[1:]:
+            a = [r["fid"] for r in scores[base]]
+            b = [r["fid"] for r in scores[other]]
+            ma, mb = sum(a) / len(a), sum(b) / len(b)
+            spread = max(max(a) - min(a), max(b) - min(b))
+            clear = abs(ma - mb) > spread
+            better = mb < ma
+            out.append(f"- {group}: {other} {mb:.1f} vs {base} {ma:.1f}: {other} is "
+                       f"{'better' if better else 'worse'}"
+                       f"{' (beyond the seed spread)' if clear else ' (within the seed spread: not conclusive)'}.")
+    return out
+
+
+def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
+    b = budget(budget_name)
+    jobs = jobs_for(budget_name)
+    run_jobs(jobs, runs_root, parallel, "table 1")
+    scores = {m: [_scores(j.run_dir(runs_root)) for j in jobs if j.name.startswith(f"table1-{m}-")]
+              for m in METHODS}
+    os.makedirs(out_dir, exist_ok=True)
+    curves = _curves_figure(scores, os.path.join(out_dir, "table1_fid_curves.png"))
+    images = [curves]
+    grids = []
+    for m in METHODS:  # the final sample grid of seed 0
+        found = sorted(glob.glob(os.path.join(runs_root, f"table1-{m}-seed0", "samples", "step-*.png")))
+        if found:
+            dest = os.path.join(out_dir, f"table1_samples_{m}.png")
+            shutil.copyfile(found[-1], dest)
+            images.append(dest)
+            grids.append(f"| {m} | ![{m}](table1_samples_{m}.png) |")
+    rows = ["| method | final FD (digits-CNN) ↓ | best FD ↓ | Parzen log-likelihood ↑ | paper FID CIFAR-10 | "
+            "paper FID CelebA |", "| --- | --- | --- | --- | --- | --- |"]
+    for m in METHODS:
+        runs = scores[m]
+        paper = PAPER.get(m, ("—", "—"))
+        rows.append(f"| {m} | {mean_std([r['fid'] for r in runs], 1)} | {mean_std([r['best'] for r in runs], 1)} "
+                    f"| {mean_std([r['parzen'] for r in runs], 1)} | {paper[0]} | {paper[1]} |")
+    body = f"""
+Command: `acl-dist repro table1 --budget {budget_name}`: every method's `recipes/digits/<method>.yaml` for
+{b['steps']} generator steps (batch 64 unless stated in the recipe), {b['seeds']} seeds each, one CPU thread per
+run. FD every {b['eval_every']} steps on {b['samples']} samples of the EMA generator against all 1,797 digits;
+Parzen window on 500 held-out digits (sigma chosen on 500 others). Mean ± std over seeds.
+
+The FD here is a Fréchet distance in the feature space of the small digits CNN shipped in
+`acl_dist/eval/weights/` (98.9% test accuracy), not Inception FID: its scale is not the paper's. Compare
+methods with each other, not with the paper's column.
+
+{chr(10).join(rows)}
+
+![FD curves (mean over seeds): dashed baselines, solid ACL versions, as in Fig. 8](table1_fid_curves.png)
+
+## What it shows
+
+{chr(10).join(_verdicts(scores))}
+
+## Final samples (seed 0)
+
+| method | samples |
+| --- | --- |
+{chr(10).join(grids)}
+
+## Paper scale
+
+With the data and Inception weights (`eval.feature_extractor: inception-v3-compat`,
+`eval.feature_extractor_weights_path: /path/to/weights-inception-2015-12-05-6726825d.pth`), the paper's table is:
+
+```bash
+acl-dist shard /path/to/cifar10_train.npz data/cifar10 --format png
+acl-dist shard /path/to/img_align_celeba data/celeba --resolution 64 --format jpg
+for m in gan acl_gan wgan_gp acl_gan_gp; do for d in cifar10 celeba; do for s in 0 1 2; do
+  accelerate launch -m acl_dist train recipes/${{m}}_${{d}}.yaml run.seed=$s run.name=${{m}}_${{d}}_s$s
+done; done; done
+```
+"""
+    return write_report(os.path.join(out_dir, "table1.md"), "Table 1 on the handwritten digits", body, images)
