@@ -224,6 +224,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads a bare `no` (train.mixed_precision: no) as False
+            return "no" if value is False else "yes"
         raise ConfigError(path, f"expected a string, got {value!r}")
     raise ConfigError(path, f"unsupported type {_type_name(tp)}")
 

@@ -92,3 +92,11 @@ def test_dry_run_prints_the_resolved_recipe(capsys):
 def test_missing_recipe_file_is_a_config_error(capsys):
     assert main(["train", "/no/such/recipe.yaml"]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_bare_no_is_read_as_the_string_no():
+    """YAML 1.1 turns `mixed_precision: no` into False; a string field takes it back as "no"."""
+    from tests.conftest import tiny_overrides
+
+    recipe = load_recipe(None, tiny_overrides("gan", "/tmp/x", "train.mixed_precision=no"))
+    assert recipe.train.mixed_precision == "no"
