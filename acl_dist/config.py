@@ -83,7 +83,7 @@ class MethodConfig:
     gan_loss: str = "nonsaturating"  # gan family: minimax (GAN paper eq. 1) | nonsaturating (its sec. 3 fix)
     label_smoothing: float = 0.0  # one-sided label smoothing: real targets become 1 - this (NIPS tutorial)
     d_steps: int = 1  # discriminator steps per generator step (k in the GAN paper, n_critic in WGAN-GP)
-    gp_weight: float | None = None  # gradient-penalty weight; None: the method default (10 for wgan_gp, acl_gan_gp; else off)
+    gp_weight: float | None = None  # penalty weight; None: the method default (10: wgan_gp, acl_gan_gp; else off)
     gp_kind: str = "wgan"  # wgan: on interpolates (WGAN-GP) | r1: on reals | r2: on fakes
     gp_one_sided: bool = False  # penalise only gradient norms above 1
     gp_every: int = 1  # lazy regularisation: penalty every k critic steps, weighted by k (StyleGAN2)
@@ -92,7 +92,7 @@ class MethodConfig:
     lambda_z: float = 1.0  # lambda_1 / lambda_4: weight of the code loss L_Z (eq. 3, eq. 6)
     lambda_rec: float = 1.0  # lambda_2: weight of the feature reconstruction loss L_rec (eq. 4, 6)
     lambda_gan: float = 1.0  # lambda_3: weight of the image adversarial loss L_GAN (eq. 5, 6)
-    fake_source: str = "code_generator"  # image-D fakes: code_generator = Gx(Gz(z)) (Algorithm 1) | encoder = Gx(E(x)) (eq. 5)
+    fake_source: str = "code_generator"  # D's fakes: code_generator = Gx(Gz(z)) (Alg. 1) | encoder = Gx(E(x)) (eq. 5)
     rec_updates_generator: bool = True  # L_rec also trains Gx (eq. 4); False: encoder only (Algorithm 1 line 11)
     kl_weight: float = 1.0  # VAE: weight of the KL term of the ELBO
     code_gp_weight: float = 1.0  # ARAE: gradient penalty on the code critic

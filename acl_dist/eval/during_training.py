@@ -142,7 +142,8 @@ def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int,
         else:
             count, real = e.num_samples, _stream_real(recipe, rank, world)
         cache_dir = os.path.join(recipe.run.out_dir, ".fid_cache")
-        tracker = FIDTracker(e, report_dir or recipe.run_dir, device, real, cache_dir, dataset_key(recipe), real_count=count)
+        tracker = FIDTracker(e, report_dir or recipe.run_dir, device, real, cache_dir, dataset_key(recipe),
+                             real_count=count)
     if tracker is None and not e.parzen:
         return None
     parzen = _parzen_data(recipe) if e.parzen and rank == 0 else None
