@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 
+import torch
+
 from acl_dist.eval.pictures import read_curve
 from acl_dist.repro.jobs import Job, run_jobs
 from acl_dist.repro.report import mean_std, write_report
@@ -55,6 +57,36 @@ def _scores(run_dir: str) -> dict:
             parzen = value if value is not None else parzen
     return {"curve": [(int(r["step"]), r["fid"]) for r in rows], "fid": rows[-1]["fid"],
             "best": min(r["fid"] for r in rows), "parzen": parzen}
+
+
+@torch.no_grad()
+def diagnostics(run_dir: str) -> dict:
+    """Where an encoder method's sample quality goes: its decoder on the encoder's own codes (FD of
+    Dec(E(x)) against the digits) and, for methods that learn a code generator, how far Gz(z) is from E(x)
+    (MMD², ``repro.stats``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and a
+    large code MMD² means the code GAN (L_Z) is the bottleneck."""
+    from acl_dist.data.memory import digits_tensors
+    from acl_dist.eval.extractors import build_extractor
+    from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
+    from acl_dist.eval.loading import load_run
+    from acl_dist.repro.stats import mmd2
+
+    loaded = load_run(run_dir)
+    method, nets, m = loaded.method, loaded.nets, loaded.recipe.model
+    if not method.encode_nets:
+        return {"recon_fd": None, "code_mmd": None}
+    images, _ = digits_tensors(m.resolution, m.channels)
+    extractor = build_extractor(loaded.recipe.eval.feature_extractor)
+    dim = feature_dim(extractor)
+    real = local_stats(images.split(200), extractor, len(images), dim)
+    recon = [method.decode(method.encode(x, nets), nets).float() for x in images.split(200)]
+    out = {"recon_fd": fid_from_stats(local_stats(recon, extractor, len(images), dim), real), "code_mmd": None}
+    if "Gz" in nets:
+        torch.manual_seed(0)
+        codes = method.encode(images[:1000], nets)
+        fake = nets["Gz"](method.sample_noise(1000, "cpu"))
+        out["code_mmd"] = mmd2(fake, codes)
+    return out
 
 
 def _curves_figure(scores: dict[str, list[dict]], path: str) -> str:
@@ -103,8 +135,8 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> 
     b = budget(budget_name)
     jobs = jobs_for(budget_name)
     run_jobs(jobs, runs_root, parallel, "table 1")
-    scores = {m: [_scores(j.run_dir(runs_root)) for j in jobs if j.name.startswith(f"table1-{m}-")]
-              for m in METHODS}
+    scores = {m: [{**_scores(j.run_dir(runs_root)), **diagnostics(j.run_dir(runs_root))}
+                  for j in jobs if j.name.startswith(f"table1-{m}-")] for m in METHODS}
     os.makedirs(out_dir, exist_ok=True)
     curves = _curves_figure(scores, os.path.join(out_dir, "table1_fid_curves.png"))
     images = [curves]
@@ -118,11 +150,16 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> 
             grids.append(f"| {m} | ![{m}](table1_samples_{m}.png) |")
     rows = ["| method | final FD (digits-CNN) ↓ | best FD ↓ | Parzen log-likelihood ↑ | paper FID CIFAR-10 | "
             "paper FID CelebA |", "| --- | --- | --- | --- | --- | --- |"]
+    diag = ["| method | sample FD, Dec(Gz(z)) or G(z) | reconstruction FD, Dec(E(x)) | code MMD², Gz(z) vs E(x) |",
+            "| --- | --- | --- | --- |"]
     for m in METHODS:
         runs = scores[m]
         paper = PAPER.get(m, ("—", "—"))
         rows.append(f"| {m} | {mean_std([r['fid'] for r in runs], 1)} | {mean_std([r['best'] for r in runs], 1)} "
                     f"| {mean_std([r['parzen'] for r in runs], 1)} | {paper[0]} | {paper[1]} |")
+        if runs[0]["recon_fd"] is not None:
+            diag.append(f"| {m} | {mean_std([r['fid'] for r in runs], 1)} | "
+                        f"{mean_std([r['recon_fd'] for r in runs], 1)} | {mean_std([r['code_mmd'] for r in runs], 3)} |")
     body = f"""
 Command: `acl-dist repro table1 --budget {budget_name}`: every method's `recipes/digits/<method>.yaml` for
 {b['steps']} generator steps (batch 64 unless stated in the recipe), {b['seeds']} seeds each, one CPU thread per
@@ -140,6 +177,11 @@ methods with each other, not with the paper's column.
 ## What it shows
 
 {chr(10).join(_verdicts(scores))}
+
+Where the encoder methods' sample quality goes (mean ± std over seeds; code MMD² with the kernel of
+`repro/stats.py`, on 1,000 codes; n/a: the method has no code generator):
+
+{chr(10).join(diag)}
 
 ## Final samples (seed 0)
 

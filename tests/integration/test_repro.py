@@ -25,6 +25,9 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     for method in ("gan", "acl_gan", "wgan_gp", "acl_gan_gp", "acl_sgan", "vae", "aae", "acl_ae"):
         row = re.search(rf"^\| {method} \| ([^|]+) \|", table, re.M)
         assert row and "±" in row.group(1), method  # 2 seeds at the tiny budget: mean ± std
+    diag = re.search(r"^\| acl_gan_gp \| [^|]+ \| ([0-9.]+) ± [0-9.]+ \| ([-0-9.]+) ± [0-9.]+ \|$", table, re.M)
+    assert diag and float(diag.group(1)) > 0, table  # reconstruction FD and code MMD² of the ACL module
+    assert not re.search(r"^\| gan \| [^|]+ \| [^|]+ \| [^|]+ \|$", table, re.M)  # no encoder: no diagnostics
     assert "4-mode prior" in (out / "prior.md").read_text()
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
