@@ -42,50 +42,66 @@ def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, 
                   fps: float = 12.0, walk_keypoints: int = 4, video: bool = True,
                   device: torch.device = torch.device("cpu")) -> dict[str, str]:
     """Every picture the method supports, under ``out``; returns {what: path}."""
-    from acl_dist.eval import figures, pictures
     from acl_dist.outputs import save_samples
 
-    method, nets = loaded.method, loaded.nets
-    method.to(device)
-    nets = {name: net.to(device) for name, net in nets.items()}
+    method, nets = loaded.method.to(device), {name: net.to(device) for name, net in loaded.nets.items()}
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)
-    written: dict[str, str] = {}
     samples = method.generate(method.sample_noise(num, device), nets).float().cpu()
-    reference = None
-    if samples.dim() == 2:  # 2-D toy data: a scatter over the real points
+    if samples.dim() == 2:  # 2-D toy data: a scatter over the real points; the rest is about images
         from acl_dist.data.memory import toy_tensors
 
         d = loaded.recipe.data
         reference = toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples)[0][:2000]
-        written["samples"] = save_samples(samples, os.path.join(out, "samples.png"), reference)
-        return written  # interpolations and videos are about images
-    written["samples"] = save_samples(samples, os.path.join(out, "samples.png"))
+        return {"samples": save_samples(samples, os.path.join(out, "samples.png"), reference)}
+    written = {"samples": save_samples(samples, os.path.join(out, "samples.png"))}
+    written.update(_write_interpolations(loaded, nets, out, rows, steps, seed, video, device))
+    if hasattr(method, "categories"):  # InfoGAN: one traversal sheet per code
+        written.update(_write_traversals(method, nets, out, rows, steps, device))
+    if video:
+        written["latent_walk"] = _write_latent_walk(method, nets, out, min(num, 16), walk_keypoints, fps, device)
+    return written
 
+
+def _write_interpolations(loaded: LoadedRun, nets, out: str, rows: int, steps: int, seed: int, video: bool,
+                          device: torch.device) -> dict[str, str]:
+    """Through the encoder's codes between real images (Fig. 10); between prior draws without an encoder."""
+    from acl_dist.eval import figures, pictures
+
+    method = loaded.method
     pairs = _real_pairs(loaded, rows, seed) if method.encode_nets else None
     if pairs is not None:
         strips = figures.code_interpolations(method, nets, pairs[0].to(device), pairs[1].to(device), steps)
     else:
         strips = figures.noise_interpolations(method, nets, rows, steps, device)
-    strips = strips.cpu()
-    written["interpolation"] = pictures.interpolation_strip(list(strips), os.path.join(out, "interpolation.png"))
+    strips = strips.cpu()  # [rows, points, C, H, W]
+    written = {"interpolation": pictures.interpolation_strip(list(strips), os.path.join(out, "interpolation.png"))}
     if video:
         frames = (strips[:, t] for t in range(strips.shape[1]))  # each frame: every row at one point
         path = os.path.join(out, "interpolation.mp4")
         pictures.save_video(frames, path, fps=max(1.0, steps / 2))
         written["interpolation_video"] = path
-
-    if hasattr(method, "categories"):  # InfoGAN: one traversal sheet per code
-        for name, grid in figures.infogan_traversals(method, nets, rows, steps, device).items():
-            key = f"traversal_{name}"
-            written[key] = pictures.interpolation_strip(list(grid.cpu()), os.path.join(out, f"{key}.png"))
-
-    if video:
-        walk = figures.latent_walk(method, nets, min(num, 16), walk_keypoints, int(fps * 2), device)
-        path = os.path.join(out, "latent_walk.mp4")
-        pictures.save_video((f.cpu() for f in walk), path, fps=fps)
-        written["latent_walk"] = path
     return written
+
+
+def _write_traversals(method, nets, out: str, rows: int, steps: int, device: torch.device) -> dict[str, str]:
+    from acl_dist.eval import figures, pictures
+
+    written = {}
+    for name, grid in figures.infogan_traversals(method, nets, rows, steps, device).items():
+        key = f"traversal_{name}"
+        written[key] = pictures.interpolation_strip(list(grid.cpu()), os.path.join(out, f"{key}.png"))
+    return written
+
+
+def _write_latent_walk(method, nets, out: str, count: int, keypoints: int, fps: float,
+                       device: torch.device) -> str:
+    from acl_dist.eval import figures, pictures
+
+    path = os.path.join(out, "latent_walk.mp4")
+    walk = figures.latent_walk(method, nets, count, keypoints, int(fps * 2), device)
+    pictures.save_video((f.cpu() for f in walk), path, fps=fps)
+    return path
 
 
 def run_sample(args: argparse.Namespace) -> int:
