@@ -131,6 +131,24 @@ def _verdicts(scores: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def _tables(scores: dict[str, list[dict]]) -> tuple[list[str], list[str]]:
+    """Markdown rows: the main table (FD, best FD, Parzen, the paper's FIDs) and the encoder diagnostics."""
+    rows = ["| method | final FD (digits-CNN) ↓ | best FD ↓ | Parzen log-likelihood ↑ | paper FID CIFAR-10 | "
+            "paper FID CelebA |", "| --- | --- | --- | --- | --- | --- |"]
+    diag = ["| method | sample FD, Dec(Gz(z)) or G(z) | reconstruction FD, Dec(E(x)) | code MMD², Gz(z) vs E(x) |",
+            "| --- | --- | --- | --- |"]
+    for m in METHODS:
+        runs = scores[m]
+        paper = PAPER.get(m, ("—", "—"))
+        fd = mean_std([r["fid"] for r in runs], 1)
+        rows.append(f"| {m} | {fd} | {mean_std([r['best'] for r in runs], 1)} "
+                    f"| {mean_std([r['parzen'] for r in runs], 1)} | {paper[0]} | {paper[1]} |")
+        if runs[0]["recon_fd"] is not None:
+            diag.append(f"| {m} | {fd} | {mean_std([r['recon_fd'] for r in runs], 1)} | "
+                        f"{mean_std([r['code_mmd'] for r in runs], 3)} |")
+    return rows, diag
+
+
 def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
     b = budget(budget_name)
     jobs = jobs_for(budget_name)
@@ -148,18 +166,7 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> 
             shutil.copyfile(found[-1], dest)
             images.append(dest)
             grids.append(f"| {m} | ![{m}](table1_samples_{m}.png) |")
-    rows = ["| method | final FD (digits-CNN) ↓ | best FD ↓ | Parzen log-likelihood ↑ | paper FID CIFAR-10 | "
-            "paper FID CelebA |", "| --- | --- | --- | --- | --- | --- |"]
-    diag = ["| method | sample FD, Dec(Gz(z)) or G(z) | reconstruction FD, Dec(E(x)) | code MMD², Gz(z) vs E(x) |",
-            "| --- | --- | --- | --- |"]
-    for m in METHODS:
-        runs = scores[m]
-        paper = PAPER.get(m, ("—", "—"))
-        rows.append(f"| {m} | {mean_std([r['fid'] for r in runs], 1)} | {mean_std([r['best'] for r in runs], 1)} "
-                    f"| {mean_std([r['parzen'] for r in runs], 1)} | {paper[0]} | {paper[1]} |")
-        if runs[0]["recon_fd"] is not None:
-            diag.append(f"| {m} | {mean_std([r['fid'] for r in runs], 1)} | "
-                        f"{mean_std([r['recon_fd'] for r in runs], 1)} | {mean_std([r['code_mmd'] for r in runs], 3)} |")
+    rows, diag = _tables(scores)
     body = f"""
 Command: `acl-dist repro table1 --budget {budget_name}`: every method's `recipes/digits/<method>.yaml` for
 {b['steps']} generator steps (batch 64 unless stated in the recipe), {b['seeds']} seeds each, one CPU thread per
