@@ -130,7 +130,8 @@ class TrainConfig:
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
     progress: bool = True  # progress bar on rank 0
     tensorboard: bool = True  # also write TensorBoard event files
-    compile: bool = False  # torch.compile the nets
+    compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
+    compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
     channels_last: bool = False  # channels_last memory format for conv nets
 
 

@@ -56,6 +56,13 @@ def mean_across_ranks(values: dict[str, Tensor]) -> dict[str, float]:
     return dict(zip(keys, stacked.tolist()))
 
 
+def max_across_ranks(t: Tensor) -> Tensor:
+    """Element-wise max of ``t`` over ranks, in place, on the device (no host sync); ``t`` itself alone."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True when ``flag`` is set on any rank (a signal may reach only some processes)."""
     if not is_distributed():

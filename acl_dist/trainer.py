@@ -55,6 +55,22 @@ def build_accelerator(recipe: Recipe):
     return Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=cpu)
 
 
+def _step_unless(optimizer: torch.optim.Optimizer, bad: Tensor) -> None:
+    """``optimizer.step()`` unless ``bad`` [1] is 1.0, decided on the device where the optimizer can.
+
+    Fused Adam takes ``found_inf`` (the attribute GradScaler sets) and leaves parameters, moments and the
+    step count as they were where it is non-zero; other optimizers need the host to read the flag.
+    """
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = bad.reshape(())  # fused Adam subtracts it from its 0-d step counters
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(bad.item()):
+        optimizer.step()
+
+
 class Trainer:
     """Builds everything from a recipe; ``train()`` runs to ``train.steps`` or a stop signal."""
 
@@ -69,10 +85,15 @@ class Trainer:
         self.scaler = getattr(self.accelerator, "scaler", None)
         self.ema = EMA(self._sampling_nets(), recipe.train.ema, recipe.train.ema_start)
         self.engines = self._build_engines()
+        self._maybe_compile()  # after the EMA's copies: those stay eager (they run once per grid or FID)
         torch.manual_seed(recipe.run.seed * 1000 + 17 + self.rank)  # per-rank noise from here on
         self.stream = build_stream(recipe, rank=self.rank, world_size=self.world,
                                    with_labels=self.method.needs_labels)
-        self.step, self.bad_steps = 0, 0
+        self.step = 0
+        # Device-side counters: non-finite losses are counted without a host sync, read once per log tick.
+        self._bad_run = torch.zeros((), device=self.device)  # steps in a row with a non-finite loss
+        self._skipped = torch.zeros((), device=self.device)  # updates skipped since the start
+        self._step_bad = torch.zeros((), device=self.device)  # 1 when this step had a non-finite loss
         self.phase_iterations = {p.name: 0 for p in self.phases}
         self.checkpoints = CheckpointWriter(self.run_dir, self.rank, distributed.barrier,
                                             recipe.train.keep_checkpoints)
@@ -90,10 +111,29 @@ class Trainer:
             distributed.broadcast_module(net)
         return method, method.phases()
 
+    def _maybe_compile(self) -> None:
+        """``train.compile``: torch.compile every net in place (state-dict keys and checkpoints unchanged).
+
+        Gradient penalties run their double backward eagerly (torch.compile has none; see
+        ops.gradient_penalty), so a penalised critic is compiled for its other forwards only.
+        """
+        t = self.recipe.train
+        if not t.compile:
+            return
+        for net in self.method.nets.values():
+            net.compile(backend=t.compile_backend, dynamic=False)
+
     def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Adam per trained net; the fused kernel where it runs, because it can skip a step on the device.
+
+        A fused Adam reads a ``found_inf`` tensor and leaves parameters and moments untouched where it is
+        set, so a non-finite loss is skipped without the host ever reading the loss (see ``_update``).
+        DeepSpeed engines wrap the optimizer themselves and keep the plain one.
+        """
         o = self.recipe.optim
+        fused = not self.recipe.launch.deepspeed and self.device.type in ("cuda", "cpu")
         return {name: torch.optim.Adam(self.method.nets[name].parameters(), lr=o.lr_per_net.get(name, o.lr),
-                                       betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+                                       betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=fused)
                 for name in self.method.trained_nets()}
 
     def _build_engines(self) -> dict:
@@ -147,7 +187,7 @@ class Trainer:
             "optimizers": {} if self.engines else {n: opt.state_dict() for n, opt in self.optimizers.items()},
             "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
             "data_position": self.stream.position, "phase_iterations": dict(self.phase_iterations),
-            "bad_steps": self.bad_steps,
+            "bad_steps": self.bad_steps, "skipped_updates": self.skipped,
             "evaluator": self.evaluator.state_dict() if self.evaluator else None,
         }
 
@@ -159,7 +199,9 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step, self.bad_steps = state["step"], state["bad_steps"]
+        self.step = state["step"]
+        self._bad_run.fill_(state["bad_steps"])
+        self._skipped.fill_(state.get("skipped_updates", 0))
         self.phase_iterations.update(state["phase_iterations"])
         self.stream.set_position(*state["data_position"])
         if self.evaluator is not None and state.get("evaluator"):
@@ -167,7 +209,11 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------
     def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        """Batch to the device without stalling it: a copy from pageable host memory synchronises the
+        stream, so CUDA batches go through pinned memory first (the DataLoader may have pinned them)."""
+        pin = self.device.type == "cuda"
+        out = {k: (v.pin_memory() if pin and not v.is_pinned() else v).to(self.device, non_blocking=True)
+               for k, v in batch.items()}
         if self.recipe.train.channels_last and out["image"].dim() == 4:
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
         return out
@@ -181,7 +227,7 @@ class Trainer:
     def run_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
         """Every phase due at this step, in order; repeats after the first draw fresh batches."""
         batch = self._to_device(next(batches))
-        self._step_had_bad_loss = False
+        self._step_bad.zero_()
         for phase in self.phases:
             if self.step % phase.every:
                 continue
@@ -189,9 +235,23 @@ class Trainer:
                 if repeat:
                     batch = self._to_device(next(batches))
                 self.run_phase(phase, batch, sums)
-        self.bad_steps = self.bad_steps + 1 if self._step_had_bad_loss else 0
-        if self.bad_steps >= self.recipe.train.max_bad_steps:
-            raise TrainingError(f"{self.bad_steps} steps in a row had non-finite losses (train.max_bad_steps="
+        self._bad_run.add_(1).mul_(self._step_bad)  # +1 on a bad step, back to 0 on a good one
+
+    @property
+    def bad_steps(self) -> int:
+        """Steps in a row, up to now, with a non-finite loss (reads the device: not for the hot path)."""
+        return int(self._bad_run.item())
+
+    @property
+    def skipped(self) -> int:
+        """Updates skipped for a non-finite loss since the start (reads the device)."""
+        return int(self._skipped.item())
+
+    def check_bad_steps(self) -> None:
+        """Stop once ``train.max_bad_steps`` steps in a row had non-finite losses (one host read per call)."""
+        bad = self.bad_steps
+        if bad >= self.recipe.train.max_bad_steps:
+            raise TrainingError(f"{bad} steps in a row had non-finite losses (train.max_bad_steps="
                                 f"{self.recipe.train.max_bad_steps}), the last at step {self.step}. Lower "
                                 f"optim.lr, try train.mixed_precision: bf16 or no, or resume from an earlier "
                                 f"checkpoint.")
@@ -211,21 +271,28 @@ class Trainer:
         ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale())
         with self.accelerator.autocast():
             loss, values = phase.loss(batch, ctx)
-        if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):
-            self._bad_loss(phase, loss)
-            return None
         if self.engines:
+            if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):  # DeepSpeed steps on the host
+                self._bad_loss(phase, loss)
+                return None
             (name,) = updates
             self.engines[name].backward(loss)
             self.engines[name].step()
             return values
+        bad = distributed.max_across_ranks((~torch.isfinite(loss.detach())).float().reshape(1))  # [1], no sync
+        self._step_bad.copy_(torch.maximum(self._step_bad, bad[0]))
+        self._skipped.add_(bad[0])
         for name in updates:
             self.optimizers[name].zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
-        self._step_optimizers(updates)
+        self._step_optimizers(updates, bad)
         return values
 
-    def _step_optimizers(self, updates: tuple[str, ...]) -> None:
+    def _step_optimizers(self, updates: tuple[str, ...], bad: Tensor) -> None:
+        """Average, clip, step; ``bad`` [1] (1.0: some rank's loss was non-finite) skips the step on the device.
+
+        Under fp16 the GradScaler finds the same non-finite gradients itself, skips and lowers its scale.
+        """
         params = [p for n in updates for p in self.method.nets[n].parameters()]
         distributed.average_gradients(params)
         opts = [self.optimizers[n] for n in updates]
@@ -239,16 +306,16 @@ class Trainer:
             if self.scaler is not None:
                 self.scaler.step(opt)
             else:
-                opt.step()
+                _step_unless(opt, bad)
         if self.scaler is not None:
             self.scaler.update()  # once per phase: each phase is its own backward/step pair
 
     def _bad_loss(self, phase: Phase, loss: Tensor) -> None:
-        """Skip this update (every rank agrees), count it; run_step stops after K bad steps in a row."""
-        self._step_had_bad_loss = True
-        self.skipped = getattr(self, "skipped", 0) + 1
-        log.warning("step %d phase %s: non-finite loss (%s), update skipped (%d bad steps in a row before "
-                    "this one)", self.step, phase.name, loss.detach().float().item(), self.bad_steps)
+        """DeepSpeed path: skip this update (every rank agrees) and count it."""
+        self._step_bad.fill_(1.0)
+        self._skipped.add_(1.0)
+        log.warning("step %d phase %s: non-finite loss (%s), update skipped", self.step, phase.name,
+                    loss.detach().float().item())
 
     # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -270,6 +337,7 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     last = self._log_tick(metrics_log, sums, tick_steps, time.perf_counter() - tick_start, bar)
                     sums, tick_start, tick_steps = {}, time.perf_counter(), 0
+                    self.check_bad_steps()  # here, not per step: reading the device stalls the GPU queue
                 self._periodic_outputs(metrics_log)
                 if distributed.any_rank(stop.received is not None, self.device):
                     ckpt = self.save_checkpoint()
@@ -297,7 +365,12 @@ class Trainer:
         values = distributed.mean_across_ranks({k: v / steps for k, v in sums.items()})
         images = steps * self.recipe.train.batch_size * self.world
         values["images_per_s"] = images / max(seconds, 1e-9)
-        values["skipped_updates"] = float(getattr(self, "skipped", 0))
+        skipped = self.skipped
+        if skipped > getattr(self, "_skipped_logged", 0):
+            log.warning("step %d: %d updates skipped for non-finite losses so far (%d steps in a row now)",
+                        self.step, skipped, self.bad_steps)
+        self._skipped_logged = skipped
+        values["skipped_updates"] = float(skipped)
         values["rank_divergence"] = distributed.rank_divergence(self.method.nets.values())
         metrics_log.write(self.step, values)
         if bar is not None:

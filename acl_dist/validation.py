@@ -19,6 +19,7 @@ CHOICES = {
     "method.gp_impl": ("auto", "ref", "fused", "split"),
     "method.fake_source": ("code_generator", "encoder"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
+    "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "eval.feature_extractor": ("digits-cnn", "inception-v3-compat"),
     "launch.device": ("auto", "cpu", "cuda"),
 }
@@ -151,6 +152,9 @@ def _check_deepspeed(recipe: Recipe) -> None:
     if recipe.train.mixed_precision == "fp16":
         raise ConfigError("train.mixed_precision", "fp16 needs one GradScaler shared by all phases, which "
                           "DeepSpeed engines do not share; use bf16 under DeepSpeed")
+    if recipe.train.compile:
+        raise ConfigError("train.compile", "DeepSpeed engines wrap the nets themselves and are not compiled "
+                          "here; set train.compile: false under DeepSpeed")
     if config.get("zero_optimization", {}).get("stage", 0) == 3 and recipe.train.ema > 0:
         raise ConfigError("train.ema", "ZeRO-3 partitions parameters across ranks, so the EMA copies cannot "
                           "follow them; set train.ema: 0 or use ZeRO-1/2")

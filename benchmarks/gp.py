@@ -1,6 +1,7 @@
 """Critic-step cost of the gradient penalty: no penalty vs the plain reference vs our paths, side by side.
 
     python benchmarks/gp.py [--batch 64] [--rounds 9] [--norm none|layer] [--threads N] [--kernels]
+                            [--device cpu|cuda] [--precision no|bf16] [--resolution 32]
 
 A DCGAN-style 32x32 critic (conv 4x4 stride 2: 3->64->128->256, LeakyReLU(0.2), optional layer norm,
 linear head) takes full D steps (zero_grad, forwards, backward, Adam step) on fixed real and fake batches
@@ -8,6 +9,10 @@ linear head) takes full D steps (zero_grad, forwards, backward, Adam step) on fi
 one of each per round; the median, the minimum and the median process-CPU time per variant are reported,
 because the machine is shared and noisy.
 Ratios are against the fastest D step without a penalty (real and fake in one forward).
+
+On a GPU (``--device cuda``) each timing ends with a synchronise, and ``--precision bf16`` runs the critic
+under bf16 autocast (the penalty's sums and norms stay fp32). ``--resolution 64`` adds a conv layer per
+doubling.
 
 ``--kernels`` also times the per-sample norm penalty (forward + backward on [B, 3, 32, 32] gradients)
 eager vs ``torch.compile`` vs Triton where Triton can run, to choose the penalty kernel.
@@ -23,16 +28,24 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from acl_dist.ops.gradient_penalty import DEFAULT_IMPL, critic_scores_and_penalty, lazy_gain, penalty_rows_ref
+from acl_dist.ops import gp_triton
+from acl_dist.ops.gradient_penalty import (
+    DEFAULT_IMPL,
+    critic_scores_and_penalty,
+    lazy_gain,
+    penalty_from_gradients,
+    penalty_rows_ref,
+)
 
 LAMBDA = 10.0
 
 
-def build_critic(norm: str) -> nn.Sequential:
-    """DCGAN 32x32 critic: [B, 3, 32, 32] -> [B, 1]."""
+def build_critic(norm: str, resolution: int = 32) -> nn.Sequential:
+    """DCGAN critic: [B, 3, R, R] -> [B, 1] (R = 32: 3->64->128->256, one more 256 layer per doubling)."""
     layers: list[nn.Module] = []
     channels = 3
-    for out in (64, 128, 256):  # 32 -> 16 -> 8 -> 4
+    widths = [64, 128, 256] + [256] * max(0, resolution.bit_length() - 6)
+    for out in widths:  # R -> R/2 -> ... -> 4
         layers.append(nn.Conv2d(channels, out, 4, 2, 1))
         if norm == "layer":
             layers.append(nn.GroupNorm(1, out))
@@ -41,10 +54,14 @@ def build_critic(norm: str) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(256 * 4 * 4, 1))
 
 
-def make_variants(critic: nn.Module, real: Tensor, fake: Tensor) -> dict[str, tuple[Callable[[], None], int]]:
+def make_variants(
+    critic: nn.Module, real: Tensor, fake: Tensor, precision: str = "no"
+) -> dict[str, tuple[Callable[[], None], int]]:
     """name -> (callable running some D steps, how many steps one call runs)."""
     opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
     n = real.shape[0]
+    autocast = lambda: torch.autocast(real.device.type, dtype=torch.bfloat16,  # noqa: E731
+                                      enabled=precision == "bf16")
 
     def finish(loss: Tensor) -> None:
         loss.backward()
@@ -52,17 +69,22 @@ def make_variants(critic: nn.Module, real: Tensor, fake: Tensor) -> dict[str, tu
 
     def no_penalty_separate() -> None:
         opt.zero_grad(set_to_none=True)
-        finish(critic(fake).mean() - critic(real).mean())
+        with autocast():
+            loss = critic(fake).float().mean() - critic(real).float().mean()
+        finish(loss)
 
     def no_penalty_one_forward() -> None:
         opt.zero_grad(set_to_none=True)
-        scores = critic(torch.cat([real, fake])).reshape(-1)  # [2B]
+        with autocast():
+            scores = critic(torch.cat([real, fake])).reshape(-1).float()  # [2B]
         finish(scores[n:].mean() - scores[:n].mean())
 
     def with_penalty(impl: str, gain: float = 1.0) -> None:
         opt.zero_grad(set_to_none=True)
-        r, f, pen = critic_scores_and_penalty(critic, real, fake, impl=impl)
-        finish(f.mean() - r.mean() + (LAMBDA * gain) * pen)
+        with autocast():
+            r, f, pen = critic_scores_and_penalty(critic, real, fake, impl=impl)
+            loss = f.float().mean() - r.float().mean() + (LAMBDA * gain) * pen
+        finish(loss)
 
     def lazy(every: int) -> None:  # one call = one interval: 1 penalised step + (every - 1) plain ones
         for step in range(every):
@@ -79,6 +101,11 @@ def make_variants(critic: nn.Module, real: Tensor, fake: Tensor) -> dict[str, tu
     }
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_interleaved(
     variants: dict[str, tuple[Callable[[], None], int]], rounds: int
 ) -> dict[str, tuple[float, float, float]]:
@@ -88,8 +115,9 @@ def time_interleaved(
     figures on a shared machine: other processes inflate wall time, not the work done.
     """
     names = list(variants)
-    for name in names:  # warm-up: allocator, oneDNN primitive caches
+    for name in names:  # warm-up: allocator, oneDNN primitive caches, cuDNN autotuning
         variants[name][0]()
+    _sync()
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
@@ -97,6 +125,7 @@ def time_interleaved(
             fn, steps = variants[name]
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
+            _sync()
             wall[name].append((time.perf_counter() - start) * 1e3 / steps)
             cpu[name].append((time.process_time() - start_cpu) * 1e3 / steps)
     return {n: (statistics.median(wall[n]), min(wall[n]), statistics.median(cpu[n])) for n in names}
@@ -112,14 +141,16 @@ def report(results: dict[str, tuple[float, float, float]], header: str) -> None:
         print(f"  {name:42s} {stats[0]:10.1f} {stats[1]:8.1f} {stats[2]:8.1f}   {ratios}")
 
 
-def time_norm_kernels(batch: int, reps: int = 50) -> None:
-    """Per-sample norm penalty forward+backward on [B, 3, 32, 32]: eager vs torch.compile (vs Triton)."""
-    grads = torch.randn(batch, 3, 32, 32, requires_grad=True)
+def time_norm_kernels(batch: int, device: torch.device, resolution: int = 32, reps: int = 50) -> None:
+    """Per-sample norm penalty forward+backward on [B, 3, R, R]: eager vs torch.compile (vs Triton on a GPU)."""
+    grads = torch.randn(batch, 3, resolution, resolution, device=device, requires_grad=True)
 
     def eager(g: Tensor) -> Tensor:
         return penalty_rows_ref(g, center=1.0, one_sided=False, squared=False).mean()
 
     fns = {"eager": eager}
+    if device.type == "cuda" and gp_triton.available(grads)[0]:
+        fns["triton"] = lambda g: penalty_from_gradients(g, impl="triton")
     try:
         start = time.perf_counter()
         compiled = torch.compile(eager, dynamic=False)
@@ -130,12 +161,16 @@ def time_norm_kernels(batch: int, reps: int = 50) -> None:
         print(f"  torch.compile unavailable here: {type(error).__name__}: {str(error).splitlines()[0]}")
     for name, fn in fns.items():
         times = []
+        fn(grads).backward()
         for _ in range(reps):
+            _sync()
             start = time.perf_counter()
             fn(grads).backward()
+            _sync()
             times.append((time.perf_counter() - start) * 1e3)
         print(f"  norm penalty fwd+bwd {name:14s} {statistics.median(times):7.3f} ms")
-    print("  (Triton runs on CPU only in its interpreter, TRITON_INTERPRET=1: correctness, not speed.)")
+    if device.type == "cpu":
+        print("  (Triton runs on CPU only in its interpreter, TRITON_INTERPRET=1: correctness, not speed.)")
 
 
 def main() -> None:
@@ -145,19 +180,25 @@ def main() -> None:
     parser.add_argument("--norm", choices=("none", "layer", "both"), default="both")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads; default: as is")
     parser.add_argument("--kernels", action="store_true", help="also time the norm-penalty kernels")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--precision", default="no", choices=("no", "bf16"))
+    parser.add_argument("--resolution", type=int, default=32)
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    real = torch.randn(args.batch, 3, 32, 32)  # [B, 3, 32, 32]
-    fake = torch.randn(args.batch, 3, 32, 32)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
-          f"{args.rounds} interleaved rounds; cpu = process CPU time (all threads)")
+    shape = (args.batch, 3, args.resolution, args.resolution)
+    real, fake = torch.randn(shape, device=device), torch.randn(shape, device=device)  # [B, 3, R, R]
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, threads {torch.get_num_threads()}"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, {args.resolution}x{args.resolution}, "
+          f"precision {args.precision}, {args.rounds} interleaved rounds; cpu = process CPU time (all threads)")
     for norm in ("none", "layer") if args.norm == "both" else (args.norm,):
-        results = time_interleaved(make_variants(build_critic(norm), real, fake), args.rounds)
+        critic = build_critic(norm, args.resolution).to(device)
+        results = time_interleaved(make_variants(critic, real, fake, args.precision), args.rounds)
         report(results, f"critic norm={norm}")
     if args.kernels:
-        time_norm_kernels(args.batch)
+        time_norm_kernels(args.batch, device, args.resolution)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
     python benchmarks/train_step.py [--resolution 32] [--batch 64] [--rounds 7] [--steps 5]
                                     [--device cpu|cuda] [--precision no|bf16] [--threads N]
+                                    [--set train.compile=true train.channels_last=true ...] [--peak-tflops F]
 
 Both sides train the same nets (built from recipes/digits/acl_gan_gp.yaml, resized), with the same losses,
 Adam settings, d_steps, gradient penalty weight and EMA, on the digits in memory. The plain loop is what a
 careful user writes by hand: three critic forwards and ``autograd.grad`` for the penalty, ``zero_grad`` on
 the nets it steps, every net left trainable. The two run interleaved (``--steps`` steps of each per round) and
 the median time per step is compared; the ratio is plain / ours (above 1: ours is faster).
-On a GPU it also prints absolute images/s (only meaningful there).
+On a GPU it also prints absolute images/s (only meaningful there) and the model FLOPs utilisation: the
+FLOPs of one of our steps, counted by ``torch.utils.flop_counter`` (convolutions and matrix products of
+every forward, backward and double backward), per second, over the GPU's dense bf16 peak (``--peak-tflops``;
+989 for an H100/H200 SXM). ``--set`` passes recipe overrides to our trainer only (the plain loop stays plain).
 """
 
 from __future__ import annotations
@@ -125,6 +129,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--precision", default="no", choices=("no", "bf16"))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--set", nargs="*", default=[], help="recipe overrides for our trainer (key=value)")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="dense bf16 peak; 0: 989 on H100/H200")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,7 +139,7 @@ def main() -> None:
                  "train.tensorboard=false", f"train.mixed_precision={args.precision}", f"launch.device={device.type}",
                  "run.out_dir=/tmp/acl_dist_bench", "eval.every=0", "train.ckpt_every=0"]
     recipe = load_recipe(RECIPE, overrides)
-    trainer = Trainer(recipe)
+    trainer = Trainer(load_recipe(RECIPE, overrides + args.set))
     batches, sums = iter(trainer.stream), {}
 
     def ours() -> None:
@@ -149,13 +155,51 @@ def main() -> None:
         times["ours"].append(_timed(ours, args.steps, device))
         times["plain"].append(_timed(plain.step, args.steps, device))
     med = {k: statistics.median(v) for k, v in times.items()}
+    flops = _step_flops(ours) if device.type == "cuda" else 0.0
     images = args.batch * (recipe.method.d_steps + 1)  # real images a step consumes (D steps + the G-side batch)
     print(f"acl_gan_gp step, {args.resolution}x{args.resolution}, batch {args.batch}, d_steps "
           f"{recipe.method.d_steps}, precision {args.precision}, device {device}, threads {torch.get_num_threads()}")
     for k in ("plain", "ours"):
         print(f"  {k:<6} median {med[k] * 1000:8.1f} ms/step  (min {min(times[k]) * 1000:.1f})"
               + (f"  {images / med[k]:.0f} images/s" if device.type == "cuda" else ""))
-    print(f"  speed-up ours vs plain: {med['plain'] / med['ours']:.2f}x")
+    print(f"  speed-up ours vs plain: {med['plain'] / med['ours']:.2f}x" + (f"  (ours with {' '.join(args.set)})"
+                                                                           if args.set else ""))
+    if flops:
+        peak = args.peak_tflops or _known_peak_tflops(torch.cuda.get_device_name())
+        achieved = flops / med["ours"] / 1e12
+        print(f"  model FLOPs per step {flops / 1e9:.2f} GFLOP; ours {achieved:.1f} TFLOP/s"
+              + (f" = MFU {achieved / peak * 100:.2f}% of {peak:.0f} TFLOP/s dense bf16" if peak else ""))
+
+
+def _step_flops(step) -> float:
+    """FLOPs of one call of ``step`` (every conv/matmul, forward and backward), counted by dispatch.
+
+    A bare dispatch mode over torch's FLOP formulas: ``FlopCounterMode`` itself tracks modules with
+    backward hooks, which ``autograd.grad`` (the penalty) refuses.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Count(TorchDispatchMode):
+        flops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.flops += formula(*args, **kwargs, out_val=out)
+            return out
+
+    counter = Count()
+    with counter:
+        step()
+    return float(counter.flops)
+
+
+def _known_peak_tflops(name: str) -> float:
+    """Dense bf16 tensor-core peak of the GPUs these benchmarks have run on (0: unknown, MFU not printed)."""
+    return 989.0 if ("H100" in name or "H200" in name) else 0.0
 
 
 if __name__ == "__main__":

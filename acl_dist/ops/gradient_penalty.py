@@ -17,6 +17,10 @@ Two entry points:
   keep ReLU/LeakyReLU backward masks detached (``masked_activations``). ``"auto"`` is ``DEFAULT_IMPL``,
   chosen by ``benchmarks/gp.py`` on the CPU (see there for the numbers).
 
+torch.compile: AOTAutograd has no double backward, so every forward that feeds ``autograd.grad(...,
+create_graph=True)`` here runs eagerly (``torch.compiler.set_stance("force_eager")``) even when the trainer
+compiled the critic (``train.compile``); the critic's other forwards (the generator's phase) stay compiled.
+
 Lazy regularisation (StyleGAN2): run the penalty every ``k`` steps and weight it by ``k``; ``lazy_gain``
 gives that weight (0 on skipped steps), so the expected gradient equals the dense one.
 """
@@ -70,6 +74,11 @@ def _at_least_fp32(t: Tensor) -> Tensor:
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"gradient penalty kind {kind!r} is not one of {KINDS}")
+
+
+def _eager():
+    """Run compiled modules eagerly in this block: their double backward is not supported compiled."""
+    return torch.compiler.set_stance("force_eager")
 
 
 def _input_gradients_of(scores: Tensor, points: Tensor, grad_scale: Tensor | None) -> Tensor:
@@ -169,7 +178,8 @@ def gradient_penalty(
     """
     _check_kind(kind)
     points = _penalty_points(kind, real, fake, generator, alpha)
-    _, grads = _input_gradients(critic, points, grad_scale)
+    with _eager():
+        _, grads = _input_gradients(critic, points, grad_scale)
     return penalty_from_gradients(grads, one_sided=one_sided, kind=kind)
 
 
@@ -283,10 +293,11 @@ def critic_scores_and_penalty(
         raise ValueError(f"critic_scores_and_penalty impl {impl!r} is not one of {IMPLS} or 'auto'")
     points = _penalty_points(kind, real, fake, generator, alpha)  # [B, ...], detached
     if impl == "ref":
-        real_scores, fake_scores, grads = _scores_ref(critic, real, fake, points, kind, grad_scale)
+        with _eager():
+            real_scores, fake_scores, grads = _scores_ref(critic, real, fake, points, kind, grad_scale)
     else:
         _refuse_batch_coupling(critic, impl)
-        with masked_activations():
+        with _eager(), masked_activations():
             real_scores, fake_scores, grads = _PATHS[impl](critic, real, fake, points, kind, grad_scale)
     penalty = penalty_from_gradients(grads, one_sided=one_sided, kind=kind, impl=norm_impl)
     return real_scores, fake_scores, penalty
