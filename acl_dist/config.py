@@ -133,6 +133,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
     channels_last: bool = False  # channels_last memory format for conv nets
+    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (acl_dist/cuda_graphs.py)
 
 
 @dataclass

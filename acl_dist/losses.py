@@ -65,9 +65,12 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
 def bernoulli_reconstruction(x: Tensor, x_rec: Tensor) -> Tensor:
     """VAE reconstruction: -log p(x|z) for pixels in [-1, 1] read as Bernoulli means, summed over pixels."""
-    target = (x + 1) / 2
-    prob = ((x_rec + 1) / 2).clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(prob, target, reduction="none").flatten(1).sum(1).mean()
+    # Written out in fp32 rather than F.binary_cross_entropy, which CUDA autocast refuses outright (a
+    # bf16/fp16 log of a probability loses the tails); the values are the same.
+    target = (x.float() + 1) / 2
+    prob = ((x_rec.float() + 1) / 2).clamp(1e-6, 1 - 1e-6)
+    nll = -(target * prob.log() + (1 - target) * torch.log1p(-prob))
+    return nll.flatten(1).sum(1).mean()
 
 
 def info_categorical(logits: Tensor, codes: Tensor) -> Tensor:

@@ -34,6 +34,7 @@ class Prior:
             raise ValueError(f"a categorical prior needs modes ({modes}) <= dim ({dim})")
         self.kind, self.dim, self.modes, self.std = kind, dim, modes, std
         self.centers = mixture_centers(modes, dim, radius)
+        self._centers_on: dict[str, Tensor] = {}  # per device: a pageable host copy each step would stall it
 
     def sample(self, n: int, device: torch.device | str = "cpu") -> Tensor:
         if self.kind == "gaussian":
@@ -42,7 +43,14 @@ class Prior:
             return torch.rand(n, self.dim, device=device) * 2 - 1
         mode = torch.randint(0, self.modes, (n,), device=device)
         if self.kind == "gmm":
-            return self.centers.to(device)[mode] + self.std * torch.randn(n, self.dim, device=device)
+            return self._centers(device)[mode] + self.std * torch.randn(n, self.dim, device=device)
         z = torch.randn(n, self.dim, device=device)  # categorical: one-hot block + Gaussian rest
         z[:, : self.modes] = torch.nn.functional.one_hot(mode, self.modes).float()
         return z
+
+    def _centers(self, device: torch.device | str) -> Tensor:
+        """The mixture centres on ``device``, copied there once."""
+        key = str(torch.device(device))
+        if key not in self._centers_on:
+            self._centers_on[key] = self.centers.to(device)
+        return self._centers_on[key]

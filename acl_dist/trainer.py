@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from acl_dist import distributed
 from acl_dist.checkpoint import CheckpointWriter, StopSignal, latest_checkpoint, load_state, set_rng_state
 from acl_dist.config import Recipe, dump_recipe, to_dict
+from acl_dist.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.data import build_stream, data_dim
 from acl_dist.ema import EMA
 from acl_dist.methods.base import Phase, StepContext, build_method
@@ -79,6 +80,7 @@ class Trainer:
         self.accelerator = accelerator or build_accelerator(recipe)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process
+        self.graphs = use_cuda_graphs(recipe, self.device, self.world)  # before the (capturable) optimizers
         self.run_dir = recipe.run_dir
         self.method, self.phases = self._build_method()
         self.optimizers = self._build_optimizers()
@@ -100,6 +102,7 @@ class Trainer:
         self.fixed_noise = self._fixed_noise(64)
         self.evaluator = self._build_evaluator()
         self.resumed_from = self._maybe_resume()
+        self.graphed = GraphedStep(self) if self.graphs else None
 
     # -- building ------------------------------------------------------------------------------------
     def _build_method(self):
@@ -132,8 +135,10 @@ class Trainer:
         """
         o = self.recipe.optim
         fused = not self.recipe.launch.deepspeed and self.device.type in ("cuda", "cpu")
+        capturable = fused and self.graphs  # its step is recorded in a CUDA graph
         return {name: torch.optim.Adam(self.method.nets[name].parameters(), lr=o.lr_per_net.get(name, o.lr),
-                                       betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=fused)
+                                       betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=fused,
+                                       capturable=capturable)
                 for name in self.method.trained_nets()}
 
     def _build_engines(self) -> dict:
@@ -212,8 +217,8 @@ class Trainer:
         """Batch to the device without stalling it: a copy from pageable host memory synchronises the
         stream, so CUDA batches go through pinned memory first (the DataLoader may have pinned them)."""
         pin = self.device.type == "cuda"
-        out = {k: (v.pin_memory() if pin and not v.is_pinned() else v).to(self.device, non_blocking=True)
-               for k, v in batch.items()}
+        out = {k: (v.pin_memory() if pin and v.device.type == "cpu" and not v.is_pinned() else v)
+               .to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.recipe.train.channels_last and out["image"].dim() == 4:
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
         return out
@@ -223,6 +228,17 @@ class Trainer:
         if self.scaler is None or not self.scaler.is_enabled():
             return None
         return self.scaler._get_scale_async()
+
+    def train_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
+        """One training step: replayed from a CUDA graph under ``train.cuda_graphs``, else ``run_step``."""
+        if self.graphed is not None:
+            self.graphed(batches, sums)
+        else:
+            self.run_step(batches, sums)
+
+    def batches_per_step(self) -> int:
+        """How many batches ``run_step`` draws at this step: one, plus one per repeat of a due phase."""
+        return 1 + sum(p.repeats - 1 for p in self.phases if self.step % p.every == 0)
 
     def run_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
         """Every phase due at this step, in order; repeats after the first draw fresh batches."""
@@ -269,7 +285,7 @@ class Trainer:
         for name, net in self.method.nets.items():
             net.requires_grad_(name in updates)
         ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale())
-        with self.accelerator.autocast():
+        with self._autocast():
             loss, values = phase.loss(batch, ctx)
         if self.engines:
             if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):  # DeepSpeed steps on the host
@@ -287,6 +303,15 @@ class Trainer:
         self.accelerator.backward(loss)
         self._step_optimizers(updates, bad)
         return values
+
+    def _autocast(self):
+        """accelerate's autocast; under CUDA graphs a plain one without the weight-cast cache, which a
+        graph capture must not use (PyTorch's CUDA-graph notes)."""
+        if self.graphs:
+            dtype = torch.bfloat16 if self.recipe.train.mixed_precision == "bf16" else torch.float32
+            return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32,
+                                  cache_enabled=False)
+        return self.accelerator.autocast()
 
     def _step_optimizers(self, updates: tuple[str, ...], bad: Tensor) -> None:
         """Average, clip, step; ``bad`` [1] (1.0: some rank's loss was non-finite) skips the step on the device.
@@ -328,7 +353,7 @@ class Trainer:
         tick_start, tick_steps = time.perf_counter(), 0
         try:
             while self.step < t.steps:
-                self.run_step(batches, sums)
+                self.train_step(batches, sums)
                 self.step += 1
                 tick_steps += 1
                 self.ema.update(self._sampling_nets(), self.step)

@@ -20,6 +20,7 @@ CHOICES = {
     "method.fake_source": ("code_generator", "encoder"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
+    "train.cuda_graphs": ("auto", "always", "never"),
     "eval.feature_extractor": ("digits-cnn", "inception-v3-compat"),
     "launch.device": ("auto", "cpu", "cuda"),
 }
@@ -141,6 +142,20 @@ def _check_train(recipe: Recipe) -> None:
         raise ConfigError("run.resume", f"checkpoint not found: {recipe.run.resume}")
     if recipe.launch.deepspeed:
         _check_deepspeed(recipe)
+    if recipe.train.cuda_graphs == "always":
+        _check_cuda_graphs(recipe)
+
+
+def _check_cuda_graphs(recipe: Recipe) -> None:
+    """``always``: what a recipe alone shows cannot be graphed (device and process count are checked at start)."""
+    if recipe.train.mixed_precision == "fp16":
+        raise ConfigError("train.cuda_graphs", "fp16's GradScaler decides on the host when to skip and "
+                          "rescale, which a CUDA graph cannot replay; use train.mixed_precision: bf16 or no")
+    if recipe.train.compile:
+        raise ConfigError("train.cuda_graphs", "train.compile and train.cuda_graphs are alternatives; pick one")
+    if recipe.launch.deepspeed:
+        raise ConfigError("train.cuda_graphs", "DeepSpeed engines step on the host; drop launch.deepspeed or "
+                          "train.cuda_graphs")
 
 
 def _check_deepspeed(recipe: Recipe) -> None:

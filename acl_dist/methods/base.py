@@ -92,6 +92,14 @@ class Method(nn.Module):
             return nets[name]
         return self.nets[name]
 
+    def control_period(self) -> int:
+        """Phase iterations after which a step's Python decisions repeat (CUDA graphs capture one per residue).
+
+        The lazy gradient penalty of an image critic runs every ``gp_every`` iterations; nothing else in a
+        loss branches on the step.
+        """
+        return self.cfg.gp_every if self.has_image_discriminator else 1
+
     def trained_nets(self) -> list[str]:
         """Every net some phase updates, in a stable order (each gets an optimizer)."""
         names: list[str] = []

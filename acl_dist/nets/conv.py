@@ -26,7 +26,9 @@ def _run_blocks(blocks: nn.ModuleList, x: Tensor, use_checkpoint: bool) -> Tenso
     """Run blocks in order, recomputing activations in backward when asked (saves memory at high res)."""
     for block in blocks:
         if use_checkpoint and x.requires_grad:
-            x = checkpoint(block, x, use_reentrant=False)
+            # the blocks draw no random numbers: stashing and restoring the RNG state would only cost time
+            # (and it cannot be recorded in a CUDA graph)
+            x = checkpoint(block, x, use_reentrant=False, preserve_rng_state=False)
         else:
             x = block(x)
     return x

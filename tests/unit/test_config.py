@@ -58,6 +58,10 @@ def _shard_free(path):
     (["optim.lr_per_net={Q: 0.1}"], "optim.lr_per_net.Q", "no net"),
     (["train.mixed_precision=fp8"], "train.mixed_precision", "not one of"),
     (["train.ema=1.5"], "train.ema", "[0, 1)"),
+    (["train.cuda_graphs=always", "train.mixed_precision=fp16"], "train.cuda_graphs", "GradScaler"),
+    (["train.cuda_graphs=always", "train.compile=true"], "train.cuda_graphs", "alternatives"),
+    (["train.compile_backend=tvm"], "train.compile_backend", "not one of"),
+    (["train.cuda_graphs=true"], "train.cuda_graphs", "not one of"),
 ])
 def test_bad_recipes_name_the_key_path(overrides, path, words):
     with pytest.raises(ConfigError) as err:

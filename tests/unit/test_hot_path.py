@@ -9,10 +9,12 @@ them to raise catches a host read wherever it hides; tests/unit/test_cuda.py che
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import pytest
 import torch
 
+from acl_dist.methods import method_names
 from acl_dist.trainer import Trainer, TrainingError
 
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
@@ -35,9 +37,10 @@ def host_reads_forbidden(monkeypatch: pytest.MonkeyPatch):
         yield reads
 
 
-@pytest.mark.parametrize("method", ["acl_gan_gp", "wgan_gp", "acl_gan"])
-def test_training_step_reads_nothing_back_from_the_device(tiny_recipe, monkeypatch, method):
-    trainer = Trainer(tiny_recipe(method, "train.steps=5"))
+@pytest.mark.parametrize("method, extra", [(m, []) for m in method_names()] + [
+    ("acl_ae", ["method.prior=gmm"]), ("acl_gan_gp", ["model.checkpoint_activations=true"])])
+def test_training_step_reads_nothing_back_from_the_device(tiny_recipe, monkeypatch, method, extra):
+    trainer = Trainer(tiny_recipe(method, "train.steps=5", *extra))
     batches, sums = iter(trainer.stream), {}
     trainer.run_step(batches, sums)  # first step: optimizer state creation may read, it happens once
     with host_reads_forbidden(monkeypatch) as reads:
@@ -83,3 +86,57 @@ def test_bad_step_counters_survive_a_checkpoint(tiny_recipe):
     other = Trainer(tiny_recipe("gan", "train.steps=5"))
     other.load_state_dict(state)
     assert (other.bad_steps, other.skipped) == (3, 7)
+
+
+class _Counting:
+    """An iterator wrapper that counts how many batches were drawn."""
+
+    def __init__(self, it):
+        self.it, self.drawn = it, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.drawn += 1
+        return next(self.it)
+
+
+@pytest.mark.parametrize("method", ["acl_gan_gp", "wgan_gp", "gan"])
+def test_batches_per_step_is_what_a_step_draws(tiny_recipe, method):
+    """CUDA graphs copy exactly this many batches into their static inputs before each replay."""
+    trainer = Trainer(tiny_recipe(method, "train.steps=5", "method.d_steps=3"))
+    batches = _Counting(iter(trainer.stream))
+    for _ in range(2):
+        expected = trainer.batches_per_step()
+        before = batches.drawn
+        trainer.run_step(batches, {})
+        trainer.step += 1
+        assert batches.drawn - before == expected
+
+
+def test_control_period_follows_the_lazy_penalty(tiny_recipe):
+    assert Trainer(tiny_recipe("wgan_gp", "method.gp_every=4")).method.control_period() == 4
+    assert Trainer(tiny_recipe("acl_ae")).method.control_period() == 1
+
+
+def test_cuda_graphs_always_on_the_cpu_is_refused_with_the_reason(tiny_recipe):
+    with pytest.raises(TrainingError, match="train.cuda_graphs: always cannot be honoured: it runs on cpu"):
+        Trainer(tiny_recipe("wgan_gp", "train.cuda_graphs=always"))
+
+
+def test_cuda_graphs_auto_trains_eagerly_where_it_cannot_graph_and_says_why(tiny_recipe, caplog):
+    with caplog.at_level(logging.INFO, logger="acl_dist.cuda_graphs"):
+        trainer = Trainer(tiny_recipe("wgan_gp"))  # auto is the default
+    assert trainer.recipe.train.cuda_graphs == "auto" and trainer.graphed is None
+    assert "CUDA graphs off: it runs on cpu" in caplog.text
+    assert not any(g["capturable"] for opt in trainer.optimizers.values() for g in opt.param_groups)
+
+
+def test_compile_runs_penalty_double_backward_eagerly(tiny_recipe):
+    """torch.compile's AOTAutograd has no double backward; the penalty runs those forwards eagerly."""
+    trainer = Trainer(tiny_recipe("wgan_gp", "train.steps=2", "train.compile=true",
+                                  "train.compile_backend=aot_eager"))
+    sums: dict = {}
+    trainer.run_step(iter(trainer.stream), sums)
+    assert sums["D/gp"] > 0 and all(torch.isfinite(v) for v in sums.values())

@@ -154,3 +154,19 @@ def test_penalised_critic_step_is_the_same_whatever_gp_impl(tiny_recipe):
         torch.testing.assert_close(gp, ref_gp, rtol=1e-4, atol=1e-5)
         for a, b in zip(grads, ref_grads):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_bernoulli_reconstruction_matches_torch_bce_and_stays_fp32_under_autocast():
+    """Same values as F.binary_cross_entropy, but written so CUDA autocast accepts it (it refuses BCE)."""
+    import torch.nn.functional as F
+
+    from acl_dist import losses
+
+    gen = torch.Generator().manual_seed(0)
+    x, x_rec = torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1, torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1
+    prob = ((x_rec + 1) / 2).clamp(1e-6, 1 - 1e-6)
+    expected = F.binary_cross_entropy(prob, (x + 1) / 2, reduction="none").flatten(1).sum(1).mean()
+    torch.testing.assert_close(losses.bernoulli_reconstruction(x, x_rec), expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = losses.bernoulli_reconstruction(x, x_rec.bfloat16())
+    assert value.dtype == torch.float32
