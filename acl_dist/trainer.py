@@ -96,6 +96,7 @@ class Trainer:
         self._bad_run = torch.zeros((), device=self.device)  # steps in a row with a non-finite loss
         self._skipped = torch.zeros((), device=self.device)  # updates skipped since the start
         self._step_bad = torch.zeros((), device=self.device)  # 1 when this step had a non-finite loss
+        self._skipped_logged = 0  # skipped updates already reported in the log
         self.phase_iterations = {p.name: 0 for p in self.phases}
         self.checkpoints = CheckpointWriter(self.run_dir, self.rank, distributed.barrier,
                                             recipe.train.keep_checkpoints)
@@ -391,7 +392,7 @@ class Trainer:
         images = steps * self.recipe.train.batch_size * self.world
         values["images_per_s"] = images / max(seconds, 1e-9)
         skipped = self.skipped
-        if skipped > getattr(self, "_skipped_logged", 0):
+        if skipped > self._skipped_logged:
             log.warning("step %d: %d updates skipped for non-finite losses so far (%d steps in a row now)",
                         self.step, skipped, self.bad_steps)
         self._skipped_logged = skipped
