@@ -21,6 +21,7 @@ CHOICES = {
     "train.mixed_precision": ("no", "bf16", "fp16"),
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "train.cuda_graphs": ("auto", "always", "never"),
+    "train.channels_last": ("auto", "always", "never"),
     "eval.feature_extractor": ("digits-cnn", "inception-v3-compat"),
     "launch.device": ("auto", "cpu", "cuda"),
 }

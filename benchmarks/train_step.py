@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--resolution 32] [--batch 64] [--rounds 7] [--steps 5]
                                     [--device cpu|cuda] [--precision no|bf16] [--threads N]
-                                    [--set train.compile=true train.channels_last=true ...] [--peak-tflops F]
+                                    [--set train.compile=true train.channels_last=never ...] [--peak-tflops F]
 
 Both sides train the same nets (built from recipes/digits/acl_gan_gp.yaml, resized), with the same losses,
 Adam settings, d_steps, gradient penalty weight and EMA, on the digits in memory. The plain loop is what a

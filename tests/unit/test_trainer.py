@@ -130,3 +130,32 @@ def test_sigusr1_checkpoints_and_exits_zero(tmp_path):
 def test_bf16_autocast_trains(tiny_recipe):
     result = Trainer(tiny_recipe("acl_gan_gp", "train.steps=2", "train.mixed_precision=bf16")).train()
     assert result.step == 2
+
+
+def _first_conv_weight(trainer):
+    """A conv weight with several input channels (a 1-channel one is contiguous in both layouts)."""
+    return next(m.weight for m in trainer.method.nets["Dx"].modules()
+                if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+
+
+def test_channels_last_is_taken_on_the_cpu_and_computes_the_same_step(tiny_recipe):
+    """auto: NHWC on the CPU (faster there, benchmarks/train_step.py); the step's numbers do not change."""
+    runs = {}
+    for mode in ("auto", "never"):
+        trainer = Trainer(tiny_recipe("acl_gan_gp", f"train.channels_last={mode}", "model.resolution=16"))
+        weight = _first_conv_weight(trainer)
+        assert weight.is_contiguous(memory_format=torch.channels_last) == (mode == "auto")
+        assert trainer.channels_last == (mode == "auto")
+        sums: dict = {}
+        batches = iter(trainer.stream)
+        for _ in range(2):
+            trainer.run_step(batches, sums)
+            trainer.step += 1
+        runs[mode] = sums
+    for key, value in runs["never"].items():
+        torch.testing.assert_close(runs["auto"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_never_applies_to_vector_data(tiny_recipe):
+    trainer = Trainer(tiny_recipe("gan", "data.source=toy", "train.channels_last=always"))
+    assert not trainer.channels_last
