@@ -119,11 +119,12 @@ class Trainer:
     def _use_channels_last(self) -> bool:
         """``train.channels_last`` for image nets: ``auto`` takes it on the CPU, where oneDNN's NHWC
         convolutions made a whole acl_gan_gp step 1.2x faster (benchmarks/train_step.py), and not on CUDA,
-        where it measured no gain (H200, eager, 64x64 bf16)."""
+        where it measured no gain (H200, eager, 64x64 bf16). DeepSpeed engines broadcast parameters as bytes,
+        which needs the default layout, so ``auto`` stays NCHW under them (``always`` is refused there)."""
         mode = self.recipe.train.channels_last
         if data_dim(self.recipe) is not None or mode == "never":
             return False
-        return mode == "always" or self.device.type == "cpu"
+        return mode == "always" or (self.device.type == "cpu" and not self.recipe.launch.deepspeed)
 
     def _maybe_compile(self) -> None:
         """``train.compile``: torch.compile every net in place (state-dict keys and checkpoints unchanged).

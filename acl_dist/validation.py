@@ -171,6 +171,9 @@ def _check_deepspeed(recipe: Recipe) -> None:
     if recipe.train.compile:
         raise ConfigError("train.compile", "DeepSpeed engines wrap the nets themselves and are not compiled "
                           "here; set train.compile: false under DeepSpeed")
+    if recipe.train.channels_last == "always":
+        raise ConfigError("train.channels_last", "DeepSpeed engines broadcast parameters as bytes, which needs "
+                          "the default memory layout; use train.channels_last: auto or never under DeepSpeed")
     if config.get("zero_optimization", {}).get("stage", 0) == 3 and recipe.train.ema > 0:
         raise ConfigError("train.ema", "ZeRO-3 partitions parameters across ranks, so the EMA copies cannot "
                           "follow them; set train.ema: 0 or use ZeRO-1/2")
