@@ -67,7 +67,8 @@ def use_cuda_graphs(recipe: "Recipe", device: torch.device, world: int) -> bool:
         from acl_dist.trainer import TrainingError
 
         raise TrainingError(f"train.cuda_graphs: always cannot be honoured: {why}")
-    log.info("CUDA graphs off: %s", why)
+    # on a CPU the reason is obvious; on a GPU the user may have expected graphs and should see why not
+    log.log(logging.DEBUG if device.type == "cpu" else logging.INFO, "CUDA graphs off: %s", why)
     return False
 
 

@@ -126,7 +126,7 @@ def test_cuda_graphs_always_on_the_cpu_is_refused_with_the_reason(tiny_recipe):
 
 
 def test_cuda_graphs_auto_trains_eagerly_where_it_cannot_graph_and_says_why(tiny_recipe, caplog):
-    with caplog.at_level(logging.INFO, logger="acl_dist.cuda_graphs"):
+    with caplog.at_level(logging.DEBUG, logger="acl_dist.cuda_graphs"):
         trainer = Trainer(tiny_recipe("wgan_gp"))  # auto is the default
     assert trainer.recipe.train.cuda_graphs == "auto" and trainer.graphed is None
     assert "CUDA graphs off: it runs on cpu" in caplog.text
