@@ -23,6 +23,7 @@ from acl_dist.config import Recipe, dump_recipe, to_dict
 from acl_dist.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.data import build_stream, data_dim
 from acl_dist.ema import EMA
+from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext, build_method
 from acl_dist.outputs import MetricsLog, save_samples
 
@@ -149,8 +150,8 @@ class Trainer:
         fused = not self.recipe.launch.deepspeed and self.device.type in ("cuda", "cpu")
         capturable = fused and self.graphs  # its step is recorded in a CUDA graph
         return {name: torch.optim.Adam(self.method.nets[name].parameters(), lr=o.lr_per_net.get(name, o.lr),
-                                       betas=(o.beta1, o.beta2), weight_decay=o.weight_decay, fused=fused,
-                                       capturable=capturable)
+                                       betas=tuple(o.betas_per_net.get(name, (o.beta1, o.beta2))),
+                                       weight_decay=o.weight_decay, fused=fused, capturable=capturable)
                 for name in self.method.trained_nets()}
 
     def _build_engines(self) -> dict:
@@ -285,12 +286,16 @@ class Trainer:
                                 f"checkpoint.")
 
     def run_phase(self, phase: Phase, batch: dict[str, Tensor], sums: dict[str, Tensor]) -> None:
-        """One update of the phase's nets (under DeepSpeed: one backward per net, see deepspeed_engines)."""
+        """One update of the phase's nets (under DeepSpeed: one backward per net, see deepspeed_engines).
+
+        Metrics add up as means over the phase's repeats (and DeepSpeed's per-net passes), so a D loss logs
+        the same value whatever ``d_steps`` is."""
         groups = [(n,) for n in phase.updates] if self.engines else [phase.updates]
+        share = len(groups) * phase.repeats
         for updates in groups:
             values = self._update(phase, updates, batch)
             for key, value in (values or {}).items():
-                sums[f"{phase.name}/{key}"] = sums.get(f"{phase.name}/{key}", 0) + value / len(groups)
+                sums[f"{phase.name}/{key}"] = sums.get(f"{phase.name}/{key}", 0) + value / share
         self.phase_iterations[phase.name] += 1
 
     def _update(self, phase: Phase, updates: tuple[str, ...], batch: dict[str, Tensor]) -> dict | None:
@@ -421,6 +426,7 @@ class Trainer:
         if t.sample_every and self.step % t.sample_every == 0:
             self._save_samples()
         if self.evaluator is not None and self.step % e.every == 0:
+            self._recalibrate_sampling_nets()
             score = self.evaluator.evaluate(self.step, self.generate)
             metrics_log.write(self.step, {f"eval/{k}": v for k, v in score.items()})
             if self.evaluator.is_best:
@@ -438,10 +444,16 @@ class Trainer:
             out.append(self.method.generate(self.method.sample_noise(m, self.device), nets=self.ema.nets).float())
         return torch.cat(out)
 
+    def _recalibrate_sampling_nets(self) -> None:
+        """``eval.bn_recalibration``: the EMA copies' batch norms get statistics of fresh samples (see
+        eval/recalibration.py); the next EMA update copies the training statistics back."""
+        recalibrate_sampling_nets(self.method, self.ema.nets, self.recipe, self.device)
+
     @torch.no_grad()
     def _save_samples(self) -> None:
         if not self.is_main:
             return
+        self._recalibrate_sampling_nets()
         samples = self.method.generate(self.fixed_noise, nets=self.ema.nets).float().cpu()
         reference = None
         if data_dim(self.recipe) is not None:

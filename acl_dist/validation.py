@@ -18,6 +18,10 @@ CHOICES = {
     "method.gp_kind": ("wgan", "r1", "r2"),
     "method.gp_impl": ("auto", "ref", "fused", "split"),
     "method.fake_source": ("code_generator", "encoder"),
+    "method.code_generator": ("mlp", "residual"),
+    "method.encoder_code_norm": ("none", "batch"),
+    "method.generator_norm_stats": ("all", "sampling_codes"),
+    "method.code_loss": ("nonsaturating", "wgan_gp"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "train.cuda_graphs": ("auto", "always", "never"),
@@ -26,7 +30,7 @@ CHOICES = {
     "launch.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
-            "model.mlp_hidden", "model.num_classes", "method.d_steps", "method.gp_every", "method.prior_modes",
+            "model.mlp_hidden", "model.num_classes", "method.d_steps", "method.code_d_steps", "method.gp_every", "method.prior_modes",
             "train.steps", "train.batch_size", "train.log_every", "train.sample_every", "train.max_bad_steps",
             "eval.num_samples", "eval.batch_size", "launch.num_processes", "launch.num_machines",
             "data.toy_modes", "data.toy_samples")
@@ -83,10 +87,23 @@ def _check_method(recipe: Recipe) -> None:
                           f"{recipe.model.code_dim}")
     if any(k <= 1 for k in m.info_categorical):
         raise ConfigError("method.info_categorical", "every categorical code needs at least 2 categories")
-    for net in recipe.optim.lr_per_net:
-        if net not in _net_names(recipe):
-            raise ConfigError(f"optim.lr_per_net.{net}", f"{m.name} has no net {net!r} "
-                              f"(its nets: {', '.join(_net_names(recipe))})")
+    if m.generator_norm_stats == "sampling_codes" and m.fake_source != "code_generator":
+        raise ConfigError("method.generator_norm_stats", "sampling_codes keeps Gx's statistics of Gz(z) codes, "
+                          "which no phase feeds Gx under method.fake_source: encoder; use all")
+    _check_per_net(recipe)
+
+
+def _check_per_net(recipe: Recipe) -> None:
+    """``optim.lr_per_net`` / ``optim.betas_per_net`` name nets the method has, with sensible values."""
+    o, names = recipe.optim, None
+    for key, table in (("lr_per_net", o.lr_per_net), ("betas_per_net", o.betas_per_net)):
+        for net, value in table.items():
+            names = names or _net_names(recipe)
+            if net not in names:
+                raise ConfigError(f"optim.{key}.{net}", f"{recipe.method.name} has no net {net!r} "
+                                  f"(its nets: {', '.join(names)})")
+            if key == "betas_per_net" and (len(value) != 2 or not all(0 <= b < 1 for b in value)):
+                raise ConfigError(f"optim.betas_per_net.{net}", f"{value}: Adam betas are two numbers in [0, 1)")
 
 
 def _net_names(recipe: Recipe) -> list[str]:

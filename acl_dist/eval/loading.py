@@ -17,6 +17,7 @@ from torch import nn
 from acl_dist.checkpoint import load_state, resolve_checkpoint
 from acl_dist.config import Recipe, build_dataclass
 from acl_dist.data import data_dim
+from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods import build_method
 from acl_dist.methods.base import Method
 
@@ -66,4 +67,5 @@ def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) ->
             copy_net = copy.deepcopy(method.nets[name])
             copy_net.load_state_dict(tensors)
             nets[name] = copy_net.eval().requires_grad_(False)
+    recalibrate_sampling_nets(method, nets, recipe, device)  # as the trainer does before its grids and FID
     return LoadedRun(recipe, method, nets, int(state["step"]), checkpoint)

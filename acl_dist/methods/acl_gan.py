@@ -11,11 +11,20 @@ L_ACL-GAN = lambda_2 * L_rec + lambda_3 * L_GAN + lambda_4 * L_Z (eq. 6), run as
   minimises it over E and Gx; ``method.rec_updates_generator: false`` gives Algorithm 1 line 11 (E only).
 - ``Dc``, ``Gz``: L_Z (eq. 1) with the encoder's codes as the detached target.
 
+How the module is attached (options measured in ``docs/results/acl_ablation.md``; none changes which loss
+updates which net): ``method.code_generator`` (residual Gz starts as the identity, sec. 3.2),
+``method.encoder_code_norm`` (the target codes at a fixed scale, eq. 1), ``method.generator_norm_stats``
+(Gx's batch-norm statistics from the codes it is sampled from, Algorithm 1 lines 4 and 7) and the code GAN's
+``code_d_steps`` / ``code_loss`` (``CodeLearningPhases``). Each phase takes its own Adam step, where eq. 6
+reads as one objective: the phases are Algorithm 1's lines 11-13, which update disjoint parameter groups.
+
 ``acl_gan_gp`` makes Dx a Wasserstein critic with a gradient penalty (default weight 10). ``acl_sgan``
 replaces E by a classifier trained on labels; its code is the last fully connected layer (sec. 4.3).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +33,9 @@ from torch import Tensor
 from acl_dist import losses
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
 from acl_dist.methods.common import (Adversary, CodeLearningPhases, build_acl_module, build_discriminator,
-                                     build_encoder, build_generator)
+                                     build_encoder, build_generator, maybe_standardized)
 from acl_dist.nets import ConvClassifier
+from acl_dist.nets.norms import running_stats_frozen
 
 
 @register("acl_gan")
@@ -45,7 +55,7 @@ class ACLGAN(CodeLearningPhases, Method):
         self.adversary = Adversary(recipe, self.wasserstein, self.default_gp_weight)
 
     def build_inference_net(self):
-        return build_encoder(self.recipe, self.recipe.model.code_dim, self.data_dim)
+        return maybe_standardized(build_encoder(self.recipe, self.recipe.model.code_dim, self.data_dim), self.recipe)
 
     def phases(self) -> list[Phase]:
         rec_nets = ("E", "Gx") if self.cfg.rec_updates_generator else ("E",)
@@ -73,11 +83,21 @@ class ACLGAN(CodeLearningPhases, Method):
         return self.cfg.lambda_gan * loss, metrics(g_loss=loss)
 
     def rec_phase(self, batch: Batch, ctx: StepContext):
-        x, dx = batch["image"], self.nets["Dx"]
+        x, dx, gx = batch["image"], self.nets["Dx"], self.nets["Gx"]
         with torch.no_grad():
             target = dx.features(x)  # Phi(x) [B, F]: no learnable path (Dx is not trained here)
-        rec = losses.feature_reconstruction(target, dx.features(self.nets["Gx"](self.code_target(x))))
+        with self._rec_norm_stats(gx):
+            reconstruction = gx(self.code_target(x))  # [B, C, H, W]
+        rec = losses.feature_reconstruction(target, dx.features(reconstruction))
         return self.cfg.lambda_rec * rec, metrics(rec=rec)
+
+    def _rec_norm_stats(self, gx):
+        """``method.generator_norm_stats: sampling_codes``: Gx normalises E(x) codes with their own batch
+        statistics but keeps running statistics of Gz(z) codes only, which is what sampling feeds it (the
+        Dx and Gx phases); ``all`` averages both sources into the statistics eval-mode sampling uses."""
+        if self.cfg.generator_norm_stats == "sampling_codes":
+            return running_stats_frozen(gx)
+        return contextlib.nullcontext()
 
     def generate(self, noise, nets=None):
         return self.net("Gx", nets)(self.net("Gz", nets)(noise))
@@ -109,7 +129,7 @@ class ACLSGAN(ACLGAN):
     def build_inference_net(self):
         m = self.recipe.model
         return ConvClassifier(m.resolution, m.channels, m.code_dim, m.num_classes, m.base_channels,
-                              m.max_channels, m.d_norm)
+                              m.max_channels, m.d_norm, self.cfg.encoder_code_norm == "batch")
 
     def code_target(self, x: Tensor) -> Tensor:
         return self.nets["E"](x)[0]

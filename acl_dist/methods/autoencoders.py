@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from acl_dist import losses
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
-from acl_dist.methods.common import CodeLearningPhases, build_acl_module, build_encoder, build_generator
+from acl_dist.methods.common import (CodeLearningPhases, build_acl_module, build_encoder, build_generator,
+                                     maybe_standardized)
 from acl_dist.nets import CodeDiscriminator
 from acl_dist.ops.gradient_penalty import gradient_penalty
 
@@ -150,7 +151,15 @@ class ARAE(CodeGeneratorAE):
 
 @register("acl_ae")
 class ACLAE(CodeLearningPhases, CodeGeneratorAE):
-    """ACL-AE: L_E (eq. 2) + lambda_1 * L_Z (eq. 1, 3); the encoder's codes are the detached target."""
+    """ACL-AE: L_E (eq. 2) + lambda_1 * L_Z (eq. 1, 3); the encoder's codes are the detached target.
+
+    ``method.encoder_code_norm: batch`` standardises the codes (the decoder then reads standardised codes
+    too); ``method.code_generator`` and the code GAN options are those of ``CodeLearningPhases``.
+    """
+
+    def __init__(self, recipe, data_dim=None):
+        super().__init__(recipe, data_dim)
+        self.nets["E"] = maybe_standardized(self.nets["E"], recipe)
 
     def phases(self) -> list[Phase]:
         return [Phase("ae", ("E", "Dec"), self.ae_phase)] + self.code_phases()

@@ -6,16 +6,16 @@ that makes sense on the toys runs there unchanged.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from acl_dist import losses
 from acl_dist.config import Recipe
-import torch
-
 from acl_dist.methods.base import Batch, Metrics, Phase, StepContext, metrics
 from acl_dist.nets import (CodeDiscriminator, CodeGenerator, ConvDiscriminator, ConvEncoder, ConvGenerator,
-                           MLP, MLPDiscriminator)
-from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
+                           MLP, MLPDiscriminator, StandardizedCode)
+from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_penalty
+from acl_dist.stats import code_mmd2
 
 
 def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Module:
@@ -45,10 +45,18 @@ def build_encoder(recipe: Recipe, out_dim: int, data_dim: int | None) -> nn.Modu
 
 
 def build_acl_module(recipe: Recipe, noise_dim: int) -> tuple[CodeGenerator, CodeDiscriminator]:
-    """The ACL module: Gz (noise -> code) and Dc (code -> logit)."""
+    """The ACL module: Gz (noise -> code, ``method.code_generator``) and Dc (code -> logit)."""
     m = recipe.model
-    return (CodeGenerator(noise_dim, m.code_dim, m.acl_hidden, m.acl_layers),
+    return (CodeGenerator(noise_dim, m.code_dim, m.acl_hidden, m.acl_layers, recipe.method.code_generator),
             CodeDiscriminator(m.code_dim, m.acl_hidden, m.acl_layers))
+
+
+def maybe_standardized(encoder: nn.Module, recipe: Recipe) -> nn.Module:
+    """The ACL target encoder, with standardised codes when ``method.encoder_code_norm: batch`` (eq. 1's
+    target at a fixed scale; see ``nets.acl.StandardizedCode``)."""
+    if recipe.method.encoder_code_norm == "batch":
+        return StandardizedCode(encoder, recipe.model.code_dim)
+    return encoder
 
 
 class Adversary:
@@ -102,23 +110,43 @@ class CodeLearningPhases:
     """The ACL module's two phases (L_Z, eq. 1), shared by ACL-AE, ACL-GAN(-GP) and ACL-SGAN.
 
     Needs ``self.nets["Gz"]``, ``self.nets["Dc"]`` and ``code_target(x)``: the inference net's codes.
+
+    Options (sec. 3.2 leaves the code GAN's training to "most optimization strategies for GANs"):
+    ``method.code_d_steps`` Dc steps per generator step, each on a fresh batch; ``method.code_loss``
+    ``nonsaturating`` (eq. 1 with the GAN paper's non-saturating Gz loss) or ``wgan_gp`` (a Wasserstein code
+    critic with a gradient penalty of weight ``method.code_gp_weight``, as ARAE's). Dc's accuracy
+    (logistic loss) and the code MMD² of the batch (``stats.code_mmd2``) are logged to show whether the codes
+    match or Dc is too weak to tell.
     """
 
     def code_target(self, x: Tensor) -> Tensor:
         return self.nets["E"](x)
 
     def code_phases(self) -> list[Phase]:
-        return [Phase("Dc", ("Dc",), self.dc_phase), Phase("Gz", ("Gz",), self.gz_phase)]
+        return [Phase("Dc", ("Dc",), self.dc_phase, repeats=self.cfg.code_d_steps),
+                Phase("Gz", ("Gz",), self.gz_phase)]
 
     def dc_phase(self, batch: Batch, ctx: StepContext):
         x = batch["image"]
         with torch.no_grad():  # the target: no gradient ever reaches the encoder from L_Z
-            codes = self.code_target(x)
-            fake = self.nets["Gz"](self.sample_noise(x.shape[0], ctx.device))
-        loss = code_discriminator_loss(self.nets["Dc"], codes, fake)
-        return self.cfg.lambda_z * loss, metrics(dc_loss=loss)
+            codes = self.code_target(x)  # [B, d]
+            fake = self.nets["Gz"](self.sample_noise(x.shape[0], ctx.device))  # [B, d]
+            mmd = code_mmd2(fake, codes)
+        dc = self.nets["Dc"]
+        real_scores, fake_scores = dc(codes), dc(fake)  # [B], [B]
+        if self.cfg.code_loss == "wgan_gp":
+            loss = losses.critic_wasserstein(real_scores, fake_scores)
+            penalty = gradient_penalty(dc, codes, fake, grad_scale=ctx.grad_scale)
+            values = metrics(dc_loss=loss, code_mmd=mmd, gp=penalty)
+            return self.cfg.lambda_z * (loss + self.cfg.code_gp_weight * penalty), values
+        loss = losses.discriminator_logistic(real_scores, fake_scores)
+        accuracy = ((real_scores > 0).float().mean() + (fake_scores < 0).float().mean()) / 2
+        return self.cfg.lambda_z * loss, metrics(dc_loss=loss, dc_acc=accuracy, code_mmd=mmd)
 
     def gz_phase(self, batch: Batch, ctx: StepContext):
-        fake = self.nets["Gz"](self.sample_noise(batch["image"].shape[0], ctx.device))
-        loss = losses.generator_logistic(self.nets["Dc"](fake), self.cfg.gan_loss)
+        fake_scores = self.nets["Dc"](self.nets["Gz"](self.sample_noise(batch["image"].shape[0], ctx.device)))
+        if self.cfg.code_loss == "wgan_gp":
+            loss = losses.generator_wasserstein(fake_scores)
+        else:
+            loss = losses.generator_logistic(fake_scores, self.cfg.gan_loss)
         return self.cfg.lambda_z * loss, metrics(gz_loss=loss)

@@ -120,15 +120,19 @@ class ConvClassifier(nn.Module):
     """ACL-SGAN's inference net: a classifier whose last fully connected hidden layer is the code.
 
     image -> trunk -> fc (the code, [B, d]) -> LeakyReLU -> fc (class logits [B, K]).
+    ``standardize_code`` standardises the code per dimension over the batch (BatchNorm without affine; see
+    ``nets.acl.StandardizedCode``) before the class head reads it.
     """
 
     def __init__(self, resolution: int, channels: int, code_dim: int, num_classes: int,
-                 base_channels: int = 64, max_channels: int = 512, norm: str = "batch"):
+                 base_channels: int = 64, max_channels: int = 512, norm: str = "batch",
+                 standardize_code: bool = False):
         super().__init__()
         self.trunk = ConvTrunk(resolution, channels, base_channels, max_channels, norm)
         self.code = nn.Linear(self.trunk.feature_dim, code_dim)
+        self.code_norm = nn.BatchNorm1d(code_dim, affine=False) if standardize_code else nn.Identity()
         self.classify = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(code_dim, num_classes))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        code = self.code(self.trunk(x))  # [B, d]
+        code = self.code_norm(self.code(self.trunk(x)))  # [B, d]
         return code, self.classify(code)  # [B, d], [B, K]

@@ -63,13 +63,13 @@ def _scores(run_dir: str) -> dict:
 def diagnostics(run_dir: str) -> dict:
     """Where an encoder method's sample quality goes: its decoder on the encoder's own codes (FD of
     Dec(E(x)) against the digits) and, for methods that learn a code generator, how far Gz(z) is from E(x)
-    (MMD², ``repro.stats``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and a
+    (MMD² of standardised codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and a
     large code MMD² means the code GAN (L_Z) is the bottleneck."""
     from acl_dist.data.memory import digits_tensors
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
     from acl_dist.eval.loading import load_run
-    from acl_dist.repro.stats import mmd2
+    from acl_dist.stats import code_mmd2
 
     loaded = load_run(run_dir)
     method, nets, m = loaded.method, loaded.nets, loaded.recipe.model
@@ -85,7 +85,7 @@ def diagnostics(run_dir: str) -> dict:
         torch.manual_seed(0)
         codes = method.encode(images[:1000], nets)
         fake = nets["Gz"](method.sample_noise(1000, "cpu"))
-        out["code_mmd"] = mmd2(fake, codes)
+        out["code_mmd"] = float(code_mmd2(fake, codes))
     return out
 
 

@@ -16,7 +16,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
                            "--runs", str(runs), "--jobs", "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for part in ("prior", "table1", "interpolation"):
+    for part in ("prior", "table1", "interpolation", "acl_ablation"):
         text = (out / f"{part}.md").read_text()
         assert "acl-dist repro" in text and "## " in text
         for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):  # every picture the page shows exists
@@ -29,5 +29,12 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     assert diag and float(diag.group(1)) > 0, table  # reconstruction FD and code MMD² of the ACL module
     assert not re.search(r"^\| gan \| [^|]+ \| [^|]+ \| [^|]+ \|$", table, re.M)  # no encoder: no diagnostics
     assert "4-mode prior" in (out / "prior.md").read_text()
+    ablation = (out / "acl_ablation.md").read_text()
+    for method, bases in (("acl_gan", ["gan"]), ("acl_gan_gp", ["wgan_gp"]), ("acl_ae", ["vae", "aae"])):
+        section = ablation.split(f"### {method}\n", 1)[1].split("###", 1)[0]
+        for label in [f"base: {b}" for b in bases] + ["paper attachment", "+ residual", "all changes"]:
+            row = re.search(rf"^\| {re.escape(label)} \| ([0-9.]+) \|", section, re.M)
+            assert row and float(row.group(1)) > 0, (method, label)
+    assert re.search(r"^\| paper attachment \| [^|]+ \| — \| [^|]+ \| [0-9.]+ \|", ablation, re.M)  # code MMD²
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
