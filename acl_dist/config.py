@@ -96,9 +96,9 @@ class MethodConfig:
     rec_updates_generator: bool = True  # L_rec also trains Gx (eq. 4); False: encoder only (Algorithm 1 line 11)
     kl_weight: float = 1.0  # VAE: weight of the KL term of the ELBO
     code_gp_weight: float = 1.0  # ARAE, and ACL with code_loss wgan_gp: gradient penalty on the code critic
-    code_generator: str = "mlp"  # ACL Gz (sec. 3.2, 5): mlp (the paper's 2-layer MLP) | residual: z + MLP(z), identity at step 0
+    code_generator: str = "mlp"  # ACL Gz (sec. 3.2, 5): mlp (paper) | residual: z + MLP(z), identity at step 0
     encoder_code_norm: str = "none"  # ACL target codes (eq. 1): none | batch: standardised per dimension (fixed scale)
-    generator_norm_stats: str = "all"  # ACL-GAN Gx batch-norm running stats from: all phases | sampling_codes: Gz(z) only
+    generator_norm_stats: str = "all"  # ACL-GAN Gx batch-norm running stats: all phases | sampling_codes (Gz(z))
     code_loss: str = "nonsaturating"  # ACL code GAN L_Z (eq. 1): nonsaturating (logistic) | wgan_gp (critic + penalty)
     code_d_steps: int = 1  # ACL: Dc steps per generator step (k of the code GAN)
     info_categorical: list[int] = field(default_factory=lambda: [10])  # InfoGAN: categories of each categorical code
@@ -152,7 +152,7 @@ class EvalConfig:
     feature_extractor_weights_path: str = ""  # local Inception weights; else torch's cache; never downloaded
     batch_size: int = 100  # generation/extraction batch per rank
     parzen: bool = False  # also Parzen-window log-likelihood (GAN paper)
-    bn_recalibration: int = 0  # batches of fresh noise that re-estimate the sampling nets' batch-norm statistics before grids/FID; 0: off
+    bn_recalibration: int = 0  # batches of samples re-estimating sampling nets' batch norms before grids/FID; 0: off
 
 
 @dataclass

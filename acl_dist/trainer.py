@@ -195,8 +195,21 @@ class Trainer:
         else:
             log.warning("checkpoint %s came from %s processes, this run has %d: RNG streams start afresh",
                         path, state.get("world_size"), self.world)
+        self._warn_if_data_layout_changed(path, state.get("data_layout"))
         log.info("resumed from %s at step %d", path, self.step)
         return path
+
+    def _warn_if_data_layout_changed(self, path: str, saved: dict | None) -> None:
+        """The data position is kept, but the order of the batches after it depends on the process and
+        worker counts: say which changed, since the run is then no longer the uninterrupted one."""
+        now = self.stream.layout
+        changed = {k: (v, now.get(k)) for k, v in (saved or {}).items() if now.get(k) != v}
+        if changed:
+            what = ", ".join(f"{'data.num_workers' if k == 'num_workers' else 'processes'} {a} -> {b}"
+                             for k, (a, b) in changed.items())
+            log.warning("resuming %s with %s: the data stream continues from the saved position but in another "
+                        "order than an uninterrupted run (exact resume needs the same process and worker counts)",
+                        path, what)
 
     def state_dict(self) -> dict:
         return {
@@ -204,7 +217,8 @@ class Trainer:
             "nets": self.method.nets.state_dict(),
             "optimizers": {} if self.engines else {n: opt.state_dict() for n, opt in self.optimizers.items()},
             "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
-            "data_position": self.stream.position, "phase_iterations": dict(self.phase_iterations),
+            "data_position": self.stream.position, "data_layout": self.stream.layout,
+            "phase_iterations": dict(self.phase_iterations),
             "bad_steps": self.bad_steps, "skipped_updates": self.skipped,
             "evaluator": self.evaluator.state_dict() if self.evaluator else None,
         }

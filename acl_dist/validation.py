@@ -30,7 +30,8 @@ CHOICES = {
     "launch.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
-            "model.mlp_hidden", "model.num_classes", "method.d_steps", "method.code_d_steps", "method.gp_every", "method.prior_modes",
+            "model.mlp_hidden", "model.num_classes", "method.d_steps", "method.code_d_steps", "method.gp_every",
+            "method.prior_modes",
             "train.steps", "train.batch_size", "train.log_every", "train.sample_every", "train.max_bad_steps",
             "eval.num_samples", "eval.batch_size", "launch.num_processes", "launch.num_machines",
             "data.toy_modes", "data.toy_samples")

@@ -61,6 +61,11 @@ class TensorStream:
     def position(self) -> tuple[int, int]:
         return self._epoch, self._batch
 
+    @property
+    def layout(self) -> dict[str, int]:
+        """What the order of batches depends on besides the seed: resuming with other values is not exact."""
+        return {"world_size": self.world_size}
+
     def set_position(self, epoch: int, batch: int) -> None:
         self._epoch, self._batch = epoch, batch
 

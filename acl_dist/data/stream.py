@@ -22,7 +22,12 @@ How an epoch is laid out (everything is a pure function of (seed, epoch), so it 
 * Resume: ``set_position(e, b)`` makes each worker skip the raw samples of its first batches *before*
   decoding (tar reading and shuffling only) and rotates which worker goes first, so the stream continues
   with exactly the batches an uninterrupted stream would have produced. The order depends on world_size
-  and num_workers: resume with the same ones.
+  and num_workers: resume with the same ones (``layout`` is saved with the position; the trainer warns
+  when it changed).
+* The DataLoader gets a generator of its own. Starting a worker iterator otherwise draws its base seed from
+  torch's *global* RNG in the main process: a resumed run starts its iterator at step k where the
+  uninterrupted one started it at step 0, so every noise draw after the resume came out shifted by one
+  number and resume was exact only without workers.
 * Corrupt data (``data.corrupt``): a shard that cannot be read or ends early, a missing or undecodable
   image, a missing label. ``raise`` stops with the shard and key; ``skip`` counts it in ``stats``. A
   skipped image is replaced by another image of the same batch, so which samples form a batch depends
@@ -462,6 +467,11 @@ class ShardStream:
     def stats(self) -> dict[str, int]:
         return dict(self._stats)
 
+    @property
+    def layout(self) -> dict[str, int]:
+        """What the order of batches depends on besides the seed: resuming with other values is not exact."""
+        return {"world_size": self.plan.world_size, "num_workers": self.num_workers}
+
     def set_position(self, epoch: int, batch: int) -> None:
         if epoch < 0 or not 0 <= batch <= self.batches_per_epoch:
             raise ValueError(f"position ({epoch}, {batch}) outside 0 <= batch <= {self.batches_per_epoch}")
@@ -475,8 +485,10 @@ class ShardStream:
         dataset = _EndlessDataset(self.plan, epoch, batch)
         if self.num_workers == 0:
             source = iter(dataset)
-        else:
-            source = iter(DataLoader(dataset, batch_size=None, num_workers=self.num_workers, prefetch_factor=4))
+        else:  # its own generator: starting workers must not draw from the training's global torch RNG
+            generator = torch.Generator().manual_seed(self.plan.seed * 7919 + self.plan.rank)
+            source = iter(DataLoader(dataset, batch_size=None, num_workers=self.num_workers, prefetch_factor=4,
+                                     generator=generator))
         for item in source:
             self._stats["corrupt_skipped"] += int(item.pop("_corrupt"))
             self._stats["shard_errors"] += int(item.pop("_shard_errors"))

@@ -104,7 +104,8 @@ def _row(label: str, runs: list[dict], paper_fd: float | None) -> str:
 
 def _method_table(method: str, scores: dict[str, list[dict]], only: tuple[str, ...] | None) -> list[str]:
     rows = [f"### {method}", "",
-            "| variant | final FD ↓ | vs paper | best FD ↓ | code MMD² ↓ | recon FD ↓ | critic gap | Dc accuracy |",
+            "| variant | final FD ↓ | vs paper | best FD ↓ | code MMD² ↓ | recon FD ↓ | critic gap "
+            "| Dc accuracy |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for base in BASES[method]:
         rows.append(_row(f"base: {base}", scores[base], None))

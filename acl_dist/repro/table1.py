@@ -63,8 +63,8 @@ def _scores(run_dir: str) -> dict:
 def diagnostics(run_dir: str) -> dict:
     """Where an encoder method's sample quality goes: its decoder on the encoder's own codes (FD of
     Dec(E(x)) against the digits) and, for methods that learn a code generator, how far Gz(z) is from E(x)
-    (MMD² of standardised codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and a
-    large code MMD² means the code GAN (L_Z) is the bottleneck."""
+    (MMD² of standardised codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD
+    with a poor sample FD and a large code MMD² means the code GAN (L_Z) is the bottleneck."""
     from acl_dist.data.memory import digits_tensors
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
