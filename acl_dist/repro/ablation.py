@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 
+from acl_dist.repro import table1
 from acl_dist.repro.jobs import Job, run_jobs
 from acl_dist.repro.report import mean_std, write_report
-from acl_dist.repro.table1 import TINY_MODEL, _scores, diagnostics
+from acl_dist.repro.table1 import _scores, diagnostics
 
 BASES = {"acl_gan": ["gan"], "acl_gan_gp": ["wgan_gp"], "acl_ae": ["vae", "aae"]}
 PAPER = {  # the attachment as the paper describes it (and as the recipes had it before the ablation)
@@ -35,15 +36,13 @@ CHANGES = {  # name: (what it is, the overrides, the methods it applies to)
                       {"eval.bn_recalibration": 10}, tuple(BASES)),
     "code_gan": ("2 Dc steps per step", {"method.code_d_steps": 2}, tuple(BASES)),
 }
+PAIRS = {"residual+code_norm": ("residual", "code_norm")}  # the two largest levers of the single-seed leads
 LAST_QUARTER = 0.25  # share of the log ticks the critic gap and Dc accuracy average over
 
 
 def budget(name: str) -> dict:
-    if name == "tiny":
-        return {"steps": 4, "eval_every": 2, "samples": 64, "seeds": 1, "log_every": 1, "extra": TINY_MODEL,
-                "variants": ("paper", "residual", "all")}
-    return {"steps": 3000, "eval_every": 250, "samples": 1000, "seeds": 3, "log_every": 50, "extra": [],
-            "variants": None}
+    """Table 1's budget (the base models' runs are Table 1's own), with the variants to train."""
+    return {**table1.budget(name), "variants": ("paper", "residual", "all") if name == "tiny" else None}
 
 
 def variants(method: str, only: tuple[str, ...] | None = None) -> dict[str, dict]:
@@ -52,6 +51,8 @@ def variants(method: str, only: tuple[str, ...] | None = None) -> dict[str, dict
     applicable = {k: c for k, c in CHANGES.items() if method in c[2]}
     out = {"paper": dict(PAPER)}
     out.update({k: {**PAPER, **c[1]} for k, c in applicable.items()})
+    for name, parts in PAIRS.items():
+        out[name] = {**PAPER, **{key: v for p in parts for key, v in CHANGES[p][1].items()}}
     out["all"] = {**PAPER, **{key: v for c in applicable.values() for key, v in c[1].items()}}
     return {k: v for k, v in out.items() if only is None or k in only}
 
@@ -61,19 +62,23 @@ def _overrides(values: dict) -> list[str]:
 
 
 def jobs_for(budget_name: str) -> list[Job]:
+    """The base models' Table 1 runs (shared with `repro table1`), then every variant, seed by seed."""
     b = budget(budget_name)
-    common = [f"train.steps={b['steps']}", f"eval.every={b['eval_every']}", f"eval.num_samples={b['samples']}",
-              "train.ckpt_every=0", f"train.sample_every={b['steps']}", "train.tensorboard=false",
-              f"train.log_every={b['log_every']}", *b["extra"]]
+    bases = [m for ms in BASES.values() for m in ms]
     jobs = []
     for seed in range(b["seeds"]):
-        for method, bases in BASES.items():
-            jobs += [Job(f"ablation-{base}-seed{seed}", f"recipes/digits/{base}.yaml",
-                         [*common, f"run.seed={seed}"]) for base in bases]
+        jobs += [j for j in table1.jobs_for(budget_name, bases) if j.name.endswith(f"-seed{seed}")]
+        for method in BASES:
             jobs += [Job(f"ablation-{method}-{name}-seed{seed}", f"recipes/digits/{method}.yaml",
-                         [*common, f"run.seed={seed}", *_overrides(values)])
+                         [*table1.common_overrides(b), f"run.seed={seed}", *_overrides(values)])
                      for name, values in variants(method, b["variants"]).items()]
     return jobs
+
+
+def _key(job: Job) -> str:
+    """"gan" for a base model's run, "acl_gan-residual" for a variant's."""
+    name = job.name[:job.name.rindex("-seed")]
+    return name.split("-", 1)[1]
 
 
 def _late_means(run_dir: str) -> dict:
@@ -112,7 +117,7 @@ def _method_table(method: str, scores: dict[str, list[dict]], only: tuple[str, .
     paper = scores[f"{method}-paper"]
     paper_fd = sum(r["fid"] for r in paper) / len(paper)
     for name in variants(method, only):
-        label = "paper attachment" if name == "paper" else ("all changes" if name == "all" else f"+ {name}")
+        label = {"paper": "paper attachment", "all": "all changes"}.get(name, f"+ {name}")
         rows.append(_row(label, scores[f"{method}-{name}"], None if name == "paper" else paper_fd))
     return rows + [""]
 
@@ -169,8 +174,7 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> 
     run_jobs(jobs, runs_root, parallel, "ACL ablation")
     scores: dict[str, list[dict]] = {}
     for job in jobs:
-        key = job.name[len("ablation-"):job.name.rindex("-seed")]
-        scores.setdefault(key, []).append(measure(job.run_dir(runs_root)))
+        scores.setdefault(_key(job), []).append(measure(job.run_dir(runs_root)))
     os.makedirs(out_dir, exist_ok=True)
     curves = _curves_figure(scores, os.path.join(out_dir, "acl_ablation_curves.png"), b["variants"])
     tables = [line for method in BASES for line in _method_table(method, scores, b["variants"])]
@@ -185,7 +189,8 @@ Every variant sets all attachment options: the paper's attachment is {paper}; a 
 
 {changes}
 
-and `all` applies every change that applies to the method. The base models run their own recipes unchanged.
+`residual+code_norm` applies those two, and `all` every change that applies to the method. The base models
+run their own recipes unchanged (they are Table 1's runs, `acl-dist repro table1`, at the same budget).
 An ACL recipe shares every setting of its base recipe except the ACL module's own (Gz and Dc learn at 1e-3;
 under WGAN-GP they keep Adam betas (0.5, 0.9) while the image nets take the base's (0.0, 0.9)).
 

@@ -32,8 +32,19 @@ class Job:
         return os.path.join(runs_root, self.name)
 
 
+def finished(job: Job, runs_root: str) -> bool:
+    """The run holds a complete checkpoint at its ``train.steps`` (reports share runs: train each once)."""
+    steps = [o.split("=", 1)[1] for o in job.overrides if o.startswith("train.steps=")]
+    if not steps:
+        return False
+    final = os.path.join(job.run_dir(runs_root), "checkpoints", f"step-{int(steps[-1]):08d}", "COMPLETE")
+    return os.path.isfile(final)
+
+
 def _run_one(job: Job, runs_root: str) -> str:
     run_dir = job.run_dir(runs_root)
+    if finished(job, runs_root):
+        return run_dir
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "train.log")
     cmd = [sys.executable, "-m", "acl_dist", "train", os.path.join(REPO, job.recipe),
