@@ -13,10 +13,12 @@ weights, so the DeepSpeed JSON must not enable its own fp16/bf16 sections.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -89,6 +91,34 @@ def build_engines(nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.
     stage = config.get("zero_optimization", {}).get("stage", 0)
     log.info("DeepSpeed ZeRO stage %d: one engine for each of %s", stage, ", ".join(engines))
     return engines
+
+
+def zero_stage(engines: dict[str, object]) -> int:
+    """The ZeRO stage the engines run (0 without engines)."""
+    return next(iter(engines.values())).zero_optimization_stage() if engines else 0
+
+
+def _partitioned(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
+    """Parameters ZeRO-3 has split across ranks (they carry ``ds_id``; a rank holds only its slice)."""
+    return [p for m in modules for p in m.parameters() if hasattr(p, "ds_id")]
+
+
+@contextlib.contextmanager
+def full_parameters(modules: Iterable[nn.Module], modifier_rank: int | None = None) -> Iterator[None]:
+    """Every rank sees the whole parameters of ``modules`` inside the block, under ZeRO-3; elsewhere a no-op.
+
+    A collective under ZeRO-3: every rank must enter it. ``modifier_rank=r``: what rank r writes into the
+    parameters is partitioned back to every rank on exit (loading a checkpoint); None: read only (EMA,
+    checkpoint export, rank-divergence checks).
+    """
+    params = _partitioned(modules)
+    if not params:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank):
+        yield
 
 
 def save_engines(engines: dict[str, object], directory: str) -> None:

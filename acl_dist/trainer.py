@@ -8,6 +8,7 @@ the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -89,6 +90,7 @@ class Trainer:
         self.scaler = getattr(self.accelerator, "scaler", None)
         self.ema = EMA(self._sampling_nets(), recipe.train.ema, recipe.train.ema_start)
         self.engines = self._build_engines()
+        self.zero_stage = self._zero_stage()
         self._maybe_compile()  # after the EMA's copies: those stay eager (they run once per grid or FID)
         torch.manual_seed(recipe.run.seed * 1000 + 17 + self.rank)  # per-rank noise from here on
         self.stream = build_stream(recipe, rank=self.rank, world_size=self.world,
@@ -162,6 +164,13 @@ class Trainer:
 
         return build_engines(dict(self.method.nets.items()), self.optimizers, self.recipe, self.device)
 
+    def _zero_stage(self) -> int:
+        if not self.engines:
+            return 0
+        from acl_dist.deepspeed_engines import zero_stage
+
+        return zero_stage(self.engines)
+
     def _sampling_nets(self) -> dict[str, nn.Module]:
         return {n: self.method.nets[n] for n in self.method.sampling_nets}
 
@@ -214,7 +223,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step, "world_size": self.world, "recipe": to_dict(self.recipe),
-            "nets": self.method.nets.state_dict(),
+            "nets": self._nets_state(),
             "optimizers": {} if self.engines else {n: opt.state_dict() for n, opt in self.optimizers.items()},
             "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
             "data_position": self.stream.position, "data_layout": self.stream.layout,
@@ -223,8 +232,24 @@ class Trainer:
             "evaluator": self.evaluator.state_dict() if self.evaluator else None,
         }
 
+    def _nets_state(self) -> dict:
+        """The nets' state dict; under ZeRO-3 (called inside ``_full_parameters``) copied out, since the
+        gathered tensors are freed when the block ends."""
+        state = self.method.nets.state_dict()
+        return {k: v.clone() for k, v in state.items()} if self.zero_stage == 3 else state
+
+    def _full_parameters(self, modules, modifier_rank: int | None = None):
+        """Whole parameters of ``modules`` inside the block under ZeRO-3, where each rank holds a slice (a
+        collective: every rank enters it); a no-op otherwise. See deepspeed_engines.full_parameters."""
+        if self.zero_stage != 3:
+            return contextlib.nullcontext()
+        from acl_dist.deepspeed_engines import full_parameters
+
+        return full_parameters(modules, modifier_rank)
+
     def load_state_dict(self, state: dict) -> None:
-        self.method.nets.load_state_dict(state["nets"])
+        with self._full_parameters(self.method.nets.values(), modifier_rank=0):  # ZeRO-3: rank 0's, scattered
+            self.method.nets.load_state_dict(state["nets"])
         for name, opt in self.optimizers.items():
             if not self.engines:  # DeepSpeed engines restore their own (partitioned) optimizer states
                 opt.load_state_dict(state["optimizers"][name])
@@ -387,7 +412,8 @@ class Trainer:
                 self.train_step(batches, sums)
                 self.step += 1
                 tick_steps += 1
-                self.ema.update(self._sampling_nets(), self.step)
+                with self._full_parameters(self._sampling_nets().values()):
+                    self.ema.update(self._sampling_nets(), self.step)
                 if bar is not None:
                     bar.update(1)
                 if self.step % t.log_every == 0 or self.step == t.steps:
@@ -427,7 +453,8 @@ class Trainer:
                         self.step, skipped, self.bad_steps)
         self._skipped_logged = skipped
         values["skipped_updates"] = float(skipped)
-        values["rank_divergence"] = distributed.rank_divergence(self.method.nets.values())
+        with self._full_parameters(self.method.nets.values()):
+            values["rank_divergence"] = distributed.rank_divergence(self.method.nets.values())
         metrics_log.write(self.step, values)
         if bar is not None:
             hidden = ("skipped_updates", "rank_divergence")
@@ -481,7 +508,8 @@ class Trainer:
 
             def collective(tmp_dir: str) -> None:
                 save_engines(self.engines, os.path.join(tmp_dir, "deepspeed"))
-        state = self.state_dict() if self.is_main else {}
+        with self._full_parameters(self.method.nets.values()):  # ZeRO-3: whole weights, for sample/eval too
+            state = self.state_dict() if self.is_main else {}
         return self.checkpoints.save(name or f"step-{self.step:08d}", state, collective)
 
     def _write_run_files(self) -> None:

@@ -177,12 +177,28 @@ def _check_cuda_graphs(recipe: Recipe) -> None:
                           "train.cuda_graphs")
 
 
+def _check_zero3(recipe: Recipe) -> None:
+    """ZeRO-3 releases each parameter's gathered copy after its use in a backward pass, so a gradient penalty's
+    second backward through the critic finds empty weights (DeepSpeed issue #3539: ZeRO-3 does not support
+    backpropagating twice through one forward). Refuse those configurations here, before any process starts."""
+    from acl_dist.methods.base import method_class
+
+    keys = method_class(recipe.method.name).penalty_keys(recipe.method)
+    if keys:
+        raise ConfigError("launch.deepspeed", f"ZeRO-3 cannot train {recipe.method.name} with its gradient penalty "
+                          f"({', '.join(keys)} > 0): the penalty backpropagates twice through the critic, and "
+                          "ZeRO-3 frees the gathered weights after the first pass (DeepSpeed issue #3539). Use "
+                          "ZeRO-1/2 (launch/deepspeed/zero2.json), which train every method")
+
+
 def _check_deepspeed(recipe: Recipe) -> None:
     if not os.path.isfile(recipe.launch.deepspeed):
         raise ConfigError("launch.deepspeed", f"DeepSpeed config not found: {recipe.launch.deepspeed}")
     from acl_dist.deepspeed_engines import load_deepspeed_config
 
     config = load_deepspeed_config(recipe)  # raises ConfigError for sections acl_dist owns
+    if config.get("zero_optimization", {}).get("stage", 0) == 3:
+        _check_zero3(recipe)
     if recipe.train.mixed_precision == "fp16":
         raise ConfigError("train.mixed_precision", "fp16 needs one GradScaler shared by all phases, which "
                           "DeepSpeed engines do not share; use bf16 under DeepSpeed")
@@ -192,6 +208,3 @@ def _check_deepspeed(recipe: Recipe) -> None:
     if recipe.train.channels_last == "always":
         raise ConfigError("train.channels_last", "DeepSpeed engines broadcast parameters as bytes, which needs "
                           "the default memory layout; use train.channels_last: auto or never under DeepSpeed")
-    if config.get("zero_optimization", {}).get("stage", 0) == 3 and recipe.train.ema > 0:
-        raise ConfigError("train.ema", "ZeRO-3 partitions parameters across ranks, so the EMA copies cannot "
-                          "follow them; set train.ema: 0 or use ZeRO-1/2")

@@ -1,4 +1,4 @@
-"""Memory of an ACL-GAN-GP critic+generator step per resolution: plain vs activation checkpointing vs ZeRO-2.
+"""Memory of an ACL-GAN-GP critic+generator step per resolution: plain vs activation checkpointing vs ZeRO.
 
     python benchmarks/memory.py [--resolutions 64 128 256 512] [--batch 8] [--ranks 8] [--device cpu|cuda]
 
@@ -6,7 +6,10 @@ What is measured, side by side for each resolution:
 - activations: bytes autograd saves for backward in one generator forward + critic forward (counted with
   ``saved_tensors_hooks``, exact on any device), plain vs ``model.checkpoint_activations``;
 - model state per rank: fp32 weights + gradients + Adam moments of G and D, and what ZeRO-2 leaves on one of
-  ``--ranks`` ranks (weights whole; gradients and optimizer states sharded);
+  ``--ranks`` ranks (weights whole; gradients and optimizer states sharded) and ZeRO-3 (weights sharded too),
+  computed from the parameter counts. ZeRO-3 cannot train a penalised critic (its double backward; see
+  validation._check_zero3), so its column is for the same nets trained without a penalty (acl_gan's Gx and
+  Dx, gan's G and D);
 - on CUDA only: the peak allocated memory of a real D step with the penalty and a G step
   (``torch.cuda.max_memory_allocated``), plain vs checkpointing.
 Ratios are printed against the plain configuration.
@@ -48,11 +51,13 @@ def saved_activation_bytes(g, d, batch: int, device: torch.device) -> int:
     return total
 
 
-def model_state_bytes(g, d, ranks: int) -> tuple[int, int]:
+def model_state_bytes(g, d, ranks: int) -> tuple[int, int, int]:
+    """(plain, ZeRO-2, ZeRO-3) bytes per rank of fp32 weights, gradients and Adam's two moments."""
     params = sum(p.numel() for net in (g, d) for p in net.parameters())
     plain = params * 4 * 4  # weights, gradients, Adam exp_avg, exp_avg_sq (fp32)
     zero2 = params * 4 + params * 4 * 3 // ranks  # weights whole; gradients + both moments sharded
-    return plain, zero2
+    zero3 = params * 4 * 4 // ranks  # everything sharded (a layer's weights are gathered only while it runs)
+    return plain, zero2, zero3
 
 
 def cuda_peak_bytes(g, d, batch: int, device: torch.device) -> int:
@@ -79,10 +84,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     device = torch.device(args.device)
-    print(f"ACL-GAN-GP G+D (base 64, max 512 channels), batch {args.batch}, device {device}, ZeRO-2 over "
+    print(f"ACL-GAN-GP G+D (base 64, max 512 channels), batch {args.batch}, device {device}, ZeRO over "
           f"{args.ranks} ranks; MiB")
     print(f"{'res':>5} {'act plain':>10} {'act ckpt':>10} {'ratio':>6} {'state plain':>12} {'state zero2':>12} "
-          f"{'ratio':>6}" + (f" {'peak plain':>11} {'peak ckpt':>10} {'ratio':>6}" if device.type == "cuda" else ""))
+          f"{'ratio':>6} {'state zero3':>12} {'ratio':>6}"
+          + (f" {'peak plain':>11} {'peak ckpt':>10} {'ratio':>6}" if device.type == "cuda" else ""))
     for res in args.resolutions:
         row = []
         peaks = []
@@ -92,9 +98,11 @@ def main() -> None:
             if device.type == "cuda":
                 peaks.append(cuda_peak_bytes(g, d, args.batch, device))
             del g, d
-        plain_state, zero2_state = model_state_bytes(*build(res, False, torch.device("meta")), args.ranks)
+        plain_state, zero2_state, zero3_state = model_state_bytes(*build(res, False, torch.device("meta")),
+                                                                  args.ranks)
         line = (f"{res:>5} {row[0] / MIB:>10.1f} {row[1] / MIB:>10.1f} {row[0] / row[1]:>5.1f}x "
-                f"{plain_state / MIB:>12.1f} {zero2_state / MIB:>12.1f} {plain_state / zero2_state:>5.1f}x")
+                f"{plain_state / MIB:>12.1f} {zero2_state / MIB:>12.1f} {plain_state / zero2_state:>5.1f}x "
+                f"{zero3_state / MIB:>12.1f} {plain_state / zero3_state:>5.1f}x")
         if peaks:
             line += f" {peaks[0] / MIB:>11.1f} {peaks[1] / MIB:>10.1f} {peaks[0] / peaks[1]:>5.1f}x"
         print(line)

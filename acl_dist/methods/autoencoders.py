@@ -125,6 +125,10 @@ class ARAE(CodeGeneratorAE):
     """ARAE (Zhao et al. 2018): a WGAN on codes whose critic both Gz and E play against (mutual alignment);
     the code critic is Lipschitz through a gradient penalty (``method.code_gp_weight``)."""
 
+    @classmethod
+    def penalty_keys(cls, cfg) -> list[str]:
+        return ["method.code_gp_weight"] if cfg.code_gp_weight > 0 else []
+
     def phases(self) -> list[Phase]:
         return [Phase("ae", ("E", "Dec"), self.ae_phase),
                 Phase("Dc", ("Dc",), self.critic_phase, repeats=self.cfg.d_steps),

@@ -100,6 +100,13 @@ class Method(nn.Module):
         """
         return self.cfg.gp_every if self.has_image_discriminator else 1
 
+    @classmethod
+    def penalty_keys(cls, cfg) -> list[str]:
+        """Recipe keys of the input-gradient penalties this configuration computes (their double backward
+        constrains where it can run: DeepSpeed ZeRO-3 cannot backpropagate twice through its parameters)."""
+        weight = cfg.gp_weight if cfg.gp_weight is not None else getattr(cls, "default_gp_weight", 0.0)
+        return ["method.gp_weight"] if cls.has_image_discriminator and weight > 0 else []
+
     def trained_nets(self) -> list[str]:
         """Every net some phase updates, in a stable order (each gets an optimizer)."""
         names: list[str] = []

@@ -119,6 +119,11 @@ class CodeLearningPhases:
     match or Dc is too weak to tell.
     """
 
+    @classmethod
+    def penalty_keys(cls, cfg) -> list[str]:
+        code = ["method.code_gp_weight"] if cfg.code_loss == "wgan_gp" and cfg.code_gp_weight > 0 else []
+        return super().penalty_keys(cfg) + code
+
     def code_target(self, x: Tensor) -> Tensor:
         return self.nets["E"](x)
 
