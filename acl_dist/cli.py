@@ -1,6 +1,7 @@
 """`acl-dist train|eval|sample|shard|submit|repro` and `python -m acl_dist ...`.
 
-Recipe problems exit with code 2 and one line naming the key path, never a traceback.
+A user's problem (recipe, data, checkpoint, run directory; ``acl_dist.errors``) ends in one line and its exit
+code, never a traceback. Options and ``key=value`` overrides may come in any order after the sub-command.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 import subprocess
 import sys
 
-from acl_dist.config import ConfigError, dump_recipe, load_recipe
+from acl_dist.config import dump_recipe, load_recipe
+from acl_dist.errors import UserFacingError
 
 log = logging.getLogger("acl_dist")
 LAUNCHED_ENV = "ACL_DIST_LAUNCHED"
@@ -58,14 +60,13 @@ def run_train(args) -> int:
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env=env)
     from acl_dist.distributed import leave_process_group
-    from acl_dist.trainer import Trainer, TrainingError
+    from acl_dist.trainer import Trainer
 
     try:
         result = Trainer(recipe).train()
-    except TrainingError as err:
-        log.error("%s", err)
+    except UserFacingError:
         leave_process_group(wait_for_others=False)
-        return 1
+        raise  # main() prints it as one line with its exit code
     _print_summary(result)
     leave_process_group(wait_for_others=True)
     return 0
@@ -86,10 +87,31 @@ def _print_summary(result) -> None:
     print(f"  checkpoint    : {result.checkpoint}")
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A sub-command parser that takes options and positionals in any order.
+
+    ``acl-dist submit RECIPE --nodes 2 --time 1:00:00 key=value`` must work: plain argparse fills ``nargs="*"``
+    positionals once, so an override after an option is "unrecognized". ``parse_known_intermixed_args`` reads
+    all options first, then the positionals; argparse's sub-command action calls ``parse_known_args``, which
+    is routed there (the intermixed parser itself calls ``parse_known_args`` back, hence the guard).
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acl-dist", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     _add_train(subparsers)
     for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.repro",
                    "acl_dist.demo"):
@@ -122,6 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except ConfigError as err:
+    except UserFacingError as err:
         print(f"acl-dist: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code

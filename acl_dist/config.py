@@ -17,13 +17,9 @@ from typing import Any
 
 import yaml
 
+from acl_dist.errors import ConfigError  # noqa: F401  (re-exported: recipes and tools import it from here)
 
-class ConfigError(ValueError):
-    """A recipe problem, always naming the key path it is about."""
 
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
 
 
 @dataclass
@@ -46,6 +42,7 @@ class DataConfig:
     shuffle_buffer: int = 1000  # sample shuffle buffer per worker (shards only)
     flip: bool = False  # random horizontal flip (never for digits: it changes the class)
     corrupt: str = "skip"  # skip: drop and count corrupt samples; raise: stop on the first one
+    retries: int = 2  # a failed pipe:/remote shard is opened again this many times before `corrupt` applies
     toy_modes: int = 4  # source=toy: Gaussian modes placed evenly on a circle
     toy_radius: float = 2.0  # source=toy: radius of that circle
     toy_std: float = 0.1  # source=toy: standard deviation of each mode

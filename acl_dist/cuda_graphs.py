@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import Tensor
 
+from acl_dist.errors import TrainingError
+
 if TYPE_CHECKING:  # the trainer owns this object; importing it here would be circular
     from acl_dist.config import Recipe
     from acl_dist.trainer import Trainer
@@ -64,8 +66,6 @@ def use_cuda_graphs(recipe: "Recipe", device: torch.device, world: int) -> bool:
     if why is None:
         return True
     if mode == "always":
-        from acl_dist.trainer import TrainingError
-
         raise TrainingError(f"train.cuda_graphs: always cannot be honoured: {why}")
     # on a CPU the reason is obvious; on a GPU the user may have expected graphs and should see why not
     log.log(logging.DEBUG if device.type == "cpu" else logging.INFO, "CUDA graphs off: %s", why)

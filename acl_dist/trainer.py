@@ -9,6 +9,7 @@ the run directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -19,20 +20,18 @@ import torch
 from torch import Tensor, nn
 
 from acl_dist import distributed
-from acl_dist.checkpoint import CheckpointWriter, StopSignal, latest_checkpoint, load_state, set_rng_state
+from acl_dist.checkpoint import (CheckpointWriter, RunLock, StopSignal, checkpoint_mismatches, latest_checkpoint,
+                                 load_state, recipe_differences, set_rng_state, verify_safe)
 from acl_dist.config import Recipe, dump_recipe, to_dict
 from acl_dist.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.data import build_stream, data_dim
 from acl_dist.ema import EMA
+from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, TrainingError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext, build_method
 from acl_dist.outputs import MetricsLog, save_samples
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. K non-finite losses in a row); the message says why."""
 
 
 @dataclass
@@ -101,9 +100,10 @@ class Trainer:
         self._skipped = torch.zeros((), device=self.device)  # updates skipped since the start
         self._step_bad = torch.zeros((), device=self.device)  # 1 when this step had a non-finite loss
         self._skipped_logged = 0  # skipped updates already reported in the log
+        self._data_logged: dict[str, int] = {}  # the stream's skip counters at the last log tick
         self.phase_iterations = {p.name: 0 for p in self.phases}
-        self.checkpoints = CheckpointWriter(self.run_dir, self.rank, distributed.barrier,
-                                            recipe.train.keep_checkpoints)
+        self.checkpoints = CheckpointWriter(self.run_dir, self.rank, lambda flag: distributed.any_rank(
+            flag, self.device), recipe.train.keep_checkpoints)
         self.fixed_noise = self._fixed_noise(64)
         self.evaluator = self._build_evaluator()
         self.resumed_from = self._maybe_resume()
@@ -113,6 +113,7 @@ class Trainer:
     def _build_method(self):
         torch.manual_seed(self.recipe.run.seed)  # identical initial weights on every rank
         method = build_method(self.recipe, data_dim(self.recipe)).to(self.device)
+        self.net_shapes = {k: tuple(v.shape) for k, v in method.nets.state_dict().items()}  # before any ZeRO-3
         if self.channels_last:
             method.to(memory_format=torch.channels_last)
         for net in method.nets.values():
@@ -194,10 +195,12 @@ class Trainer:
         if path is None:
             return None
         state, rng = load_state(path, self.rank)
+        self._check_checkpoint_fits(path, state)
         self.load_state_dict(state)
         if self.engines:
             from acl_dist.deepspeed_engines import load_engines
 
+            verify_safe(os.path.join(path, "deepspeed"))  # DeepSpeed unpickles its files itself
             load_engines(self.engines, os.path.join(path, "deepspeed"))
         if rng is not None and state.get("world_size") == self.world:
             set_rng_state(rng)
@@ -207,6 +210,16 @@ class Trainer:
         self._warn_if_data_layout_changed(path, state.get("data_layout"))
         log.info("resumed from %s at step %d", path, self.step)
         return path
+
+    def _check_checkpoint_fits(self, path: str, state: dict) -> None:
+        """A checkpoint of another recipe (another code_dim, a net more or less) stops the run with one line
+        naming the mismatched tensors and the recipe keys that differ, before anything is loaded."""
+        problems = checkpoint_mismatches(self.net_shapes, {k: tuple(v.shape) for k, v in state["nets"].items()})
+        if problems:
+            changed = recipe_differences(state.get("recipe", {}), to_dict(self.recipe), ("model", "method"))
+            hint = f"; recipe keys that differ from the checkpoint's: {', '.join(changed)}" if changed else ""
+            raise CheckpointError(f"checkpoint {path} does not fit this recipe: {'; '.join(problems)}{hint}. "
+                                  "Resume with the recipe it was trained with, or start a new run.name")
 
     def _warn_if_data_layout_changed(self, path: str, saved: dict | None) -> None:
         """The data position is kept, but the order of the batches after it depends on the process and
@@ -400,6 +413,33 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
+        """Run to ``train.steps`` or a stop signal, holding the run directory's lock (rank 0) throughout."""
+        lock = self._lock_run_dir()
+        try:
+            return self._train()
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            raise RunWriteError(f"writing into {self.run_dir} failed ({err.strerror}: {err.filename}); the last "
+                                f"complete checkpoint ({latest_checkpoint(self.run_dir) or 'none yet'}) is intact: "
+                                "free some space, then run again (run.resume: auto continues from it)") from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock_run_dir(self) -> RunLock | None:
+        """Rank 0 locks the run directory; every rank stops if it could not (see checkpoint.RunLock)."""
+        lock, busy = (RunLock(self.run_dir) if self.is_main else None), None
+        if lock is not None:
+            try:
+                lock.acquire()
+            except RunDirectoryBusy as err:
+                busy = err
+        if distributed.any_rank(busy is not None, self.device):
+            raise busy or RunDirectoryBusy(f"{self.run_dir} is being trained by another live process")
+        return lock
+
+    def _train(self) -> TrainResult:
         t = self.recipe.train
         self._write_run_files()
         metrics_log = MetricsLog(self.run_dir, self.is_main, t.tensorboard)
@@ -443,8 +483,12 @@ class Trainer:
                     unit="step", dynamic_ncols=True)
 
     def _log_tick(self, metrics_log: MetricsLog, sums: dict, steps: int, seconds: float, bar) -> dict:
-        """Average the interval's metrics over steps and ranks in one collective; write JSONL/TensorBoard."""
-        values = distributed.mean_across_ranks({k: v / steps for k, v in sums.items()})
+        """Average the interval's metrics over steps and ranks in one collective; write JSONL/TensorBoard.
+
+        ``data/corrupt_samples`` and ``data/unreadable_shards`` are what the shard stream skipped during the
+        interval, summed over ranks (the mean of world x count is the sum)."""
+        skipped_data = {f"data/{k}": torch.tensor(float(v * self.world)) for k, v in self._data_skips().items()}
+        values = distributed.mean_across_ranks({**{k: v / steps for k, v in sums.items()}, **skipped_data})
         images = steps * self.recipe.train.batch_size * self.world
         values["images_per_s"] = images / max(seconds, 1e-9)
         skipped = self.skipped
@@ -457,10 +501,18 @@ class Trainer:
             values["rank_divergence"] = distributed.rank_divergence(self.method.nets.values())
         metrics_log.write(self.step, values)
         if bar is not None:
-            hidden = ("skipped_updates", "rank_divergence")
+            hidden = ("skipped_updates", "rank_divergence", "data/corrupt_samples", "data/unreadable_shards")
             shown = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k not in hidden}
             bar.set_postfix(shown, refresh=False)
         return values
+
+    def _data_skips(self) -> dict[str, int]:
+        """Corrupt samples and unreadable shards this rank's stream skipped since the last call (shards only)."""
+        stats = getattr(self.stream, "stats", {})
+        names = {"corrupt_skipped": "corrupt_samples", "shard_errors": "unreadable_shards"}
+        out = {names[k]: v - self._data_logged.get(k, 0) for k, v in stats.items() if k in names}
+        self._data_logged = dict(stats)
+        return out
 
     def _periodic_outputs(self, metrics_log: MetricsLog) -> None:
         t, e = self.recipe.train, self.recipe.eval

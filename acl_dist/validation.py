@@ -121,6 +121,8 @@ def _check_data(recipe: Recipe) -> None:
     from acl_dist.methods.base import method_class
 
     d, name = recipe.data, recipe.method.name
+    if d.retries < 0:
+        raise ConfigError("data.retries", f"{d.retries}: a retry count is 0 or more")
     if d.source == "toy" and name not in VECTOR_METHODS:
         raise ConfigError("data.source", f"toy (2-D vector) data needs one of {', '.join(VECTOR_METHODS)}; "
                           f"{name} is image-only")

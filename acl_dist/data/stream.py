@@ -41,7 +41,9 @@ import io
 import logging
 import os
 import random
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import braceexpand
@@ -52,6 +54,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from acl_dist.config import DataConfig
+from acl_dist.errors import DataError
 from acl_dist.data.shards import IMAGE_EXTENSIONS, MANIFEST_NAME, Manifest, center_crop_resize
 from acl_dist.data.tar_reader import TarError, shard_samples
 
@@ -75,7 +78,7 @@ class ShardSet:
         return sum(self.counts)
 
 
-def resolve_shards(spec: str) -> ShardSet:
+def resolve_shards(spec: str, corrupt: str = "skip", retries: int = 0) -> ShardSet:
     """Shard URLs and per-shard counts from a manifest path, a brace pattern or a ``pipe:`` pattern.
 
     Counts come from ``manifest.json`` (the given one, or one beside local shards naming them all);
@@ -96,7 +99,7 @@ def resolve_shards(spec: str) -> ShardSet:
         found = _manifest_beside(urls)
         if found is not None:
             return found
-    return _count_shards(urls)
+    return _count_shards(urls, corrupt, retries)
 
 
 def _from_manifest(manifest: Manifest, root: str, only: set[str] | None = None) -> ShardSet:
@@ -121,16 +124,22 @@ def _manifest_beside(urls: list[str]) -> ShardSet | None:
     return ShardSet([u for u, _ in pairs], [c for _, c in pairs], found.labelled)
 
 
-def _count_shards(urls: list[str]) -> ShardSet:
+def _count_shards(urls: list[str], corrupt: str = "skip", retries: int = 0) -> ShardSet:
+    """Count the samples of shards without a manifest, under the recipe's ``data.corrupt`` policy: with
+    ``skip`` an unreadable or truncated shard counts what could be read (with a warning), with ``raise`` it
+    stops the run naming the shard."""
     logger.warning("data.shards has no manifest.json: reading %d shards once to count samples "
                    "(acl-dist shard writes a manifest; point data.shards at it to skip this)", len(urls))
     counts, labelled = [], False
+    errors = _Errors(corrupt, retries=retries)
     for url in tqdm(urls, desc="count shards", unit="shard"):
         n = 0
-        for sample in _read_samples([url], _Errors("raise")):
+        for sample in _read_samples([url], errors):
             n += 1
             labelled = labelled or "cls" in sample
         counts.append(n)
+    if sum(counts) == 0:
+        raise DataError(f"data.shards: none of the {len(urls)} shards holds a readable sample")
     return ShardSet(urls, counts, labelled)
 
 
@@ -187,6 +196,7 @@ class DecodeOptions:
     with_labels: bool
     shuffle_buffer: int
     corrupt: str
+    retries: int = 0
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -195,16 +205,18 @@ class DecodeOptions:
 
 @dataclass
 class _Errors:
-    """Shard/sample error policy: count and log (skip) or stop (raise)."""
+    """Shard/sample error policy: count and log (skip) or stop with a DataError (raise); ``retries``: how
+    often a remote or ``pipe:`` shard is opened again after a failure before the policy applies."""
 
     mode: str
     corrupt: int = 0
     shard_errors: int = 0
     counting: bool = True
+    retries: int = 0
 
     def handler(self, exn: Exception) -> bool:
         if self.mode == "raise":
-            raise RuntimeError(f"corrupt shard data (data.corrupt=raise): {exn}") from exn
+            raise DataError(f"unreadable shard data: {exn} (data.corrupt: raise)")
         if self.counting:
             self.shard_errors += 1
             logger.warning("skipping unreadable shard data: %s", str(exn)[:300])
@@ -212,9 +224,17 @@ class _Errors:
 
     def bad_sample(self, key: str, url: str, reason: str) -> None:
         if self.mode == "raise":
-            raise RuntimeError(f"corrupt sample {key!r} in {url}: {reason} (data.corrupt=raise)")
+            raise DataError(f"corrupt sample {key!r} in {url}: {reason} (data.corrupt: raise)")
         self.corrupt += 1
         logger.warning("skipping corrupt sample %r in %s: %s", key, url, reason)
+
+
+RETRY_WAIT = 0.5  # seconds before the first retry of a failed remote shard; doubled for each further one
+
+
+def _retryable(url: str) -> bool:
+    """Remote and ``pipe:`` shards can fail for a moment (network, a busy object store); local files cannot."""
+    return url.startswith("pipe:") or "://" in url
 
 
 def _read_samples(urls: list[str], errors: _Errors, counts: list[int] | None = None) -> Iterator[dict]:
@@ -224,16 +244,33 @@ def _read_samples(urls: list[str], errors: _Errors, counts: list[int] | None = N
     that reads cleanly but holds fewer samples than its manifest count (cut at a block boundary) too.
     """
     for k, url in enumerate(urls):
-        n = 0
-        try:
-            for sample in shard_samples(url):
-                n += 1
-                yield sample
-        except TarError as e:
-            errors.handler(e)
-            continue
-        if counts is not None and n < counts[k]:
+        n, failed = yield from _read_shard(url, errors)
+        if not failed and counts is not None and n < counts[k]:
             errors.handler(TarError(f"{url}: ended after {n} of its {counts[k]} samples (truncated?)"))
+
+
+def _read_shard(url: str, errors: _Errors) -> Generator[dict, None, tuple[int, bool]]:
+    """One shard's samples; returns (how many, whether it failed for good).
+
+    A remote or ``pipe:`` shard that fails is opened again up to ``errors.retries`` times, skipping the
+    samples it already gave (a shard's order is fixed), so a passing failure changes nothing downstream.
+    """
+    n = 0
+    for attempt in range(errors.retries + 1):
+        try:
+            for i, sample in enumerate(shard_samples(url)):
+                if i >= n:  # after a retry, the first n were given already
+                    n += 1
+                    yield sample
+            return n, False
+        except TarError as e:
+            if attempt < errors.retries and _retryable(url):
+                logger.warning("shard %s failed (%s); opening it again (%d of %d)", url, str(e)[:200], attempt + 1,
+                               errors.retries)
+                time.sleep(RETRY_WAIT * 2 ** attempt)
+                continue
+            errors.handler(e)
+    return n, True
 
 
 def _shuffled(samples: Iterator[dict], bufsize: int, rng: random.Random) -> Iterator[dict]:
@@ -290,7 +327,7 @@ def _raw_stream(plan: RolePlan, opts: DecodeOptions, errors: _Errors) -> Iterato
 
 def role_batches(plan: RolePlan, opts: DecodeOptions) -> Iterator[dict[str, torch.Tensor]]:
     """The worker's ``plan.quota`` batches after skipping ``plan.skip``: float32 [B, C, H, W] (+ int64 [B])."""
-    errors = _Errors(opts.corrupt)
+    errors = _Errors(opts.corrupt, retries=opts.retries)
     raw = _raw_stream(plan, opts, errors)
     last: tuple[list[np.ndarray], list[int]] | None = None
     for k in range(plan.quota):
@@ -349,7 +386,8 @@ def _decode_group(group: list[dict], opts: DecodeOptions, errors: _Errors) -> tu
         try:
             image = decode_image(sample[ext], opts.resolution, opts.channels, sample["__flip__"])
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad bytes
-            errors.bad_sample(key, url, f"{type(e).__name__}: {e}")
+            reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # PIL names its buffer
+            errors.bad_sample(key, url, f"{type(e).__name__}: {reason}")
             continue
         images.append(image)
         labels.append(label)
@@ -437,7 +475,11 @@ class _EndlessDataset(IterableDataset):
         epoch, start, first_t = self.epoch, self.start, 0
         while True:
             role = (worker - first_t + start) % W
-            yield from role_batches(self.plan.role_plans(epoch, start)[role], self.plan.opts)
+            try:
+                yield from role_batches(self.plan.role_plans(epoch, start)[role], self.plan.opts)
+            except DataError as err:  # to the main process as data: a DataLoader re-raise would wrap it in a
+                yield {"_error": str(err)}  # worker traceback, and the user should read one line
+                return
             first_t += bpe - start
             epoch, start = epoch + 1, 0
 
@@ -490,6 +532,8 @@ class ShardStream:
             source = iter(DataLoader(dataset, batch_size=None, num_workers=self.num_workers, prefetch_factor=4,
                                      generator=generator))
         for item in source:
+            if "_error" in item:
+                raise DataError(item["_error"])
             self._stats["corrupt_skipped"] += int(item.pop("_corrupt"))
             self._stats["shard_errors"] += int(item.pop("_shard_errors"))
             batch += 1
@@ -508,15 +552,19 @@ def build_shard_stream(cfg: DataConfig, *, resolution: int, channels: int, batch
         raise ValueError(f"data.corrupt: {cfg.corrupt!r} is not skip or raise")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world_size {world_size}")
-    shards = resolve_shards(cfg.shards)
+    try:
+        shards = resolve_shards(cfg.shards, cfg.corrupt, cfg.retries)
+    except (OSError, ValueError) as err:  # a missing or empty manifest, missing shard files
+        raise DataError(str(err)) from None
     if with_labels and not shards.labelled:
-        raise ValueError(f"data.shards: {cfg.shards} has no .cls labels, but this method needs labels "
-                         "(write the shards from a labelled source: class sub-folders, .npz with y, builtin:digits)")
-    opts = DecodeOptions(batch_size, resolution, channels, cfg.flip, with_labels, cfg.shuffle_buffer, cfg.corrupt)
+        raise DataError(f"data.shards: {cfg.shards} has no .cls labels, but this method needs labels "
+                        "(write the shards from a labelled source: class sub-folders, .npz with y, builtin:digits)")
+    opts = DecodeOptions(batch_size, resolution, channels, cfg.flip, with_labels, cfg.shuffle_buffer, cfg.corrupt,
+                         cfg.retries)
     plan = StreamPlan(shards, opts, seed, rank, world_size, workers=max(1, cfg.num_workers))
     if plan.batches_per_epoch == 0:
-        raise ValueError(f"data.shards: {shards.total} samples cannot fill one batch of {batch_size} "
-                         f"on each of {world_size} ranks")
+        raise DataError(f"data.shards: {shards.total} samples cannot fill one batch of {batch_size} "
+                        f"on each of {world_size} ranks")
     if plan.split_samples and rank == 0:
         logger.warning("data.shards: %d shards for %d readers (world_size %d x %d workers): every reader "
                        "reads all shards and keeps its own batch-sized chunks; write at least %d shards to "

@@ -107,10 +107,10 @@ def _write_latent_walk(method, nets, out: str, count: int, keypoints: int, fps: 
 def run_sample(args: argparse.Namespace) -> int:
     try:
         device = pick_device(args.device)
-        loaded = load_run(args.run, device, ema=not args.no_ema)
-    except (FileNotFoundError, RuntimeError) as err:
+    except RuntimeError as err:
         print(f"acl-dist sample: error: {err}", file=sys.stderr)
         return 2
+    loaded = load_run(args.run, device, ema=not args.no_ema)  # CheckpointError: one line, exit 4 (cli.main)
     out = args.out or os.path.join(loaded.run_dir, "pictures", os.path.basename(loaded.checkpoint))
     written = write_samples(loaded, out, num=args.num, rows=args.rows, steps=args.steps, seed=args.seed,
                             fps=args.fps, video=not args.no_video, device=device)
@@ -172,10 +172,10 @@ def run_eval(args: argparse.Namespace) -> int:
     state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
     try:
         device = state.device if args.device == "auto" else pick_device(args.device)
-        loaded = load_run(args.run, device, ema=not args.no_ema)
-    except (FileNotFoundError, RuntimeError) as err:
+    except RuntimeError as err:
         print(f"acl-dist eval: error: {err}", file=sys.stderr)
         return 2
+    loaded = load_run(args.run, device, ema=not args.no_ema)  # CheckpointError: one line, exit 4 (cli.main)
     recipe = _eval_recipe(loaded, args)
     out = args.out or os.path.join(loaded.run_dir, "eval", os.path.basename(loaded.checkpoint))
     if state.is_main_process:

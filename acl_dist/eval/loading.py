@@ -17,6 +17,7 @@ from torch import nn
 from acl_dist.checkpoint import load_state, resolve_checkpoint
 from acl_dist.config import Recipe, build_dataclass
 from acl_dist.data import data_dim
+from acl_dist.errors import CheckpointError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods import build_method
 from acl_dist.methods.base import Method
@@ -50,16 +51,22 @@ def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) ->
     Args:
         ema: sample with the EMA copies of the sampling nets (what the trainer's grids and FID use).
     Raises:
-        FileNotFoundError: no complete checkpoint there.
+        CheckpointError: nothing loadable there (no complete checkpoint, damaged or unsafe files).
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such run or checkpoint directory")
-    checkpoint = resolve_checkpoint(path)
+        raise CheckpointError(f"{path}: no such run or checkpoint directory")
+    try:
+        checkpoint = resolve_checkpoint(path)
+    except FileNotFoundError as err:
+        raise CheckpointError(str(err)) from None
     state, _ = load_state(checkpoint, 0)
     recipe = build_dataclass(Recipe, state["recipe"])  # as trained; not re-validated (data may have moved)
     device = torch.device(device)
     method = build_method(recipe, data_dim(recipe)).to(device)
-    method.nets.load_state_dict(state["nets"])
+    try:
+        method.nets.load_state_dict(state["nets"])
+    except RuntimeError as err:  # the recipe stored beside the nets does not describe them: damaged
+        raise CheckpointError(f"{checkpoint}: its nets do not match its own recipe ({str(err)[:200]})") from None
     method.eval().requires_grad_(False)
     nets: dict[str, nn.Module] = dict(method.nets.items())
     if ema and state.get("ema"):

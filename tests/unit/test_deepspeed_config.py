@@ -30,7 +30,7 @@ def test_trainer_owned_fields_are_filled_from_the_recipe(tmp_path):
     ({"fp16": {"enabled": True}}, (), "launch.deepspeed", "train.mixed_precision"),
     ({"optimizer": {"type": "Adam"}}, (), "launch.deepspeed", "optimizer section"),
     ({"zero_optimization": {"stage": 2}}, ("train.mixed_precision=fp16",), "train.mixed_precision", "bf16"),
-    ({"zero_optimization": {"stage": 3}}, ("train.ema=0.99",), "train.ema", "ZeRO-3"),
+    ({"zero_optimization": {"stage": 3}}, ("train.ema=0.99",), "launch.deepspeed", "gradient penalty"),
     ({"zero_optimization": {"stage": 2}}, ("train.channels_last=always",), "train.channels_last", "layout"),
     ({"zero_optimization": {"stage": 2}}, ("train.compile=true",), "train.compile", "DeepSpeed"),
     ({"zero_optimization": {"stage": 2}}, ("train.cuda_graphs=always",), "train.cuda_graphs", "DeepSpeed"),

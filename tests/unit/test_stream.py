@@ -16,6 +16,7 @@ import torch
 from acl_dist.config import DataConfig
 from acl_dist.data.shards import Sample, write_shards
 from acl_dist.data.stream import build_shard_stream, deal_shards
+from acl_dist.errors import DataError
 
 
 @contextlib.contextmanager
@@ -152,7 +153,7 @@ def test_corrupt_data_skipped_and_counted(tmp_path):
         seen = ids(take(s, 12))  # a whole epoch still has every batch, full size
     assert 5 not in seen
     assert s.stats["corrupt_skipped"] >= 1 and s.stats["shard_errors"] == 1  # the cut shard, reported once
-    with pytest.raises(RuntimeError, match="data.corrupt=raise"):
+    with pytest.raises(DataError, match="data.corrupt: raise"):
         take(stream(manifest, corrupt="raise"), 12)
 
 
@@ -166,11 +167,11 @@ def test_fewer_shards_than_readers_still_partitions(tmp_path):
 
 def test_clear_errors(tmp_path):
     manifest = make_shards(tmp_path, [6, 6], labels=False)
-    with pytest.raises(ValueError, match="data.shards: .* no .cls labels"):
+    with pytest.raises(DataError, match="data.shards: .* no .cls labels"):
         stream(manifest)
-    with pytest.raises(ValueError, match="cannot fill one batch"):
+    with pytest.raises(DataError, match="cannot fill one batch"):
         stream(manifest, labels=False, batch=8, world=2)
-    with pytest.raises(FileNotFoundError, match="data.shards"):
+    with pytest.raises(DataError, match="data.shards"):
         stream(str(tmp_path / "nope-{0..3}.tar"), labels=False)
 
 
