@@ -102,13 +102,19 @@ def _timing(run_dir: str, every: int) -> dict:
     """Step throughput (median ``images_per_s`` over the log ticks) and the penalty's mean value when computed
     over the last quarter of the ticks. A tick logs the penalty summed over the critic iterations that
     computed it, per generator step and per ``d_steps`` repeat, so the sum is recovered from each tick's span
-    of steps (exact for a run that was never interrupted); ``None`` when no iteration there computed it."""
+    of steps (exact for a run that was never interrupted); ``None`` when no iteration there computed it.
+    Refuses a run whose saved recipe has another ``gp_every`` than its row's k."""
     import yaml
 
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [r for r in (json.loads(line) for line in f) if "images_per_s" in r]
     with open(os.path.join(run_dir, "recipe.yaml")) as f:
-        d_steps = yaml.safe_load(f)["method"]["d_steps"]
+        method = yaml.safe_load(f)["method"]
+    if method.get("gp_every", 1) != every:  # runs are matched by name: a recipe default may have moved since
+        raise ReproError(f"{run_dir} was trained with method.gp_every={method.get('gp_every', 1)}, but its row "
+                         f"is k = {every} (a recipe default moved after it trained?); move it away or use "
+                         f"another --runs, and it trains again")
+    d_steps = method["d_steps"]
     n = max(1, int(len(rows) * LAST_QUARTER))
     start = rows[-n - 1]["step"] if n < len(rows) else 0
     total, previous = 0.0, start

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from acl_dist.repro import lazy, table1
+from acl_dist.repro.jobs import ReproError
 
 
 def _overrides(job) -> list[str]:
@@ -50,7 +51,7 @@ def test_penalty_when_computed_is_recovered_exactly_from_the_logged_tick_means(t
     """Ticks of 2 steps, d_steps 2, penalty 1 + i at critic iteration i: the logged value is what the trainer
     writes (sum over the tick's penalised iterations / d_steps / steps); the report recovers the mean."""
     d_steps, tick, ticks = 2, 2, 8
-    (tmp_path / "recipe.yaml").write_text(f"method:\n  d_steps: {d_steps}\n")
+    (tmp_path / "recipe.yaml").write_text(f"method:\n  d_steps: {d_steps}\n  gp_every: {every}\n")
     with open(tmp_path / "metrics.jsonl", "w") as f:
         for t in range(ticks):
             step = (t + 1) * tick
@@ -65,3 +66,12 @@ def test_penalty_when_computed_is_recovered_exactly_from_the_logged_tick_means(t
     timing = lazy._timing(str(tmp_path), every)
     assert timing["gp"] == pytest.approx(sum(1.0 + i for i in last) / len(last))
     assert timing["speed"] == pytest.approx(103.5)  # the median tick
+
+
+def test_a_run_trained_at_another_k_than_its_row_is_refused(tmp_path):
+    """Runs are matched by name; after a recipe default moves, Table 1's old runs must not fill another k's row."""
+    (tmp_path / "recipe.yaml").write_text("method:\n  d_steps: 2\n  gp_every: 1\n")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "images_per_s": 1.0, "D/gp": 0.5}) + "\n")
+    with pytest.raises(ReproError, match="gp_every=1, but its row is k = 4"):
+        lazy._timing(str(tmp_path), 4)
+    assert lazy._timing(str(tmp_path), 1)["gp"] == pytest.approx(0.5)
