@@ -2,6 +2,7 @@
 
     python benchmarks/gp.py [--batch 64] [--rounds 9] [--norm none|layer] [--threads N] [--kernels]
                             [--device cpu|cuda] [--precision no|bf16] [--resolution 32]
+                            [--every 1 4 16] [--kind wgan|r1|r2]
 
 A DCGAN-style 32x32 critic (conv 4x4 stride 2: 3->64->128->256, LeakyReLU(0.2), optional layer norm,
 linear head) takes full D steps (zero_grad, forwards, backward, Adam step) on fixed real and fake batches
@@ -9,6 +10,12 @@ linear head) takes full D steps (zero_grad, forwards, backward, Adam step) on fi
 one of each per round; the median, the minimum and the median process-CPU time per variant are reported,
 because the machine is shared and noisy.
 Ratios are against the fastest D step without a penalty (real and fake in one forward).
+
+Lazy regularisation (``method.gp_every``): ``--every K ...`` times intervals of K D steps, the first with
+the penalty at gain K, the other K - 1 without, as ``methods.common.Adversary`` runs them (real and fake in
+separate forwards), and prints the amortised cost per D step beside the dense one, with the prediction
+(K - 1 + r) / K from the dense ratio r. ``lazy_overheads`` is that measurement as a function (the lazy
+penalty report, ``acl-dist repro lazy``, calls it on the digits recipes' critic).
 
 On a GPU (``--device cuda``) each timing ends with a synchronise, and ``--precision bf16`` runs the critic
 under bf16 autocast (the penalty's sums and norms stay fp32). ``--resolution 64`` adds a conv layer per
@@ -23,7 +30,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -54,10 +61,22 @@ def build_critic(norm: str, resolution: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(256 * 4 * 4, 1))
 
 
+NO_PENALTY = ("no penalty, separate forwards", "no penalty, one forward")
+DENSE = f"default path (impl={DEFAULT_IMPL})"
+
+
+def lazy_name(every: int) -> str:
+    return f"default path, lazy every {every} (amortised)"
+
+
 def make_variants(
-    critic: nn.Module, real: Tensor, fake: Tensor, precision: str = "no"
+    critic: nn.Module, real: Tensor, fake: Tensor, precision: str = "no", everies: tuple[int, ...] = (4,),
+    kind: str = "wgan", all_impls: bool = True,
 ) -> dict[str, tuple[Callable[[], None], int]]:
-    """name -> (callable running some D steps, how many steps one call runs)."""
+    """name -> (callable running some D steps, how many steps one call runs).
+
+    ``everies``: lazy intervals to time (k > 1; k = 1 is the dense default path). ``all_impls=False`` leaves
+    out the ref and fused paths (the lazy report times only what the trainer runs)."""
     opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
     n = real.shape[0]
     autocast = lambda: torch.autocast(real.device.type, dtype=torch.bfloat16,  # noqa: E731
@@ -82,23 +101,23 @@ def make_variants(
     def with_penalty(impl: str, gain: float = 1.0) -> None:
         opt.zero_grad(set_to_none=True)
         with autocast():
-            r, f, pen = critic_scores_and_penalty(critic, real, fake, impl=impl)
+            r, f, pen = critic_scores_and_penalty(critic, real, fake, kind=kind, impl=impl)
             loss = f.float().mean() - r.float().mean() + (LAMBDA * gain) * pen
         finish(loss)
 
     def lazy(every: int) -> None:  # one call = one interval: 1 penalised step + (every - 1) plain ones
-        for step in range(every):
+        for step in range(every):  # the plain steps as the trainer runs them: separate forwards
             gain = lazy_gain(step, every)
-            with_penalty(DEFAULT_IMPL, gain) if gain else no_penalty_one_forward()
+            with_penalty(DEFAULT_IMPL, gain) if gain else no_penalty_separate()
 
-    return {
-        "no penalty, separate forwards": (no_penalty_separate, 1),
-        "no penalty, one forward": (no_penalty_one_forward, 1),
-        "reference penalty (impl=ref)": (lambda: with_penalty("ref"), 1),
-        "one-forward fused (impl=fused)": (lambda: with_penalty("fused"), 1),
-        f"default path (impl={DEFAULT_IMPL})": (lambda: with_penalty(DEFAULT_IMPL), 1),
-        f"default path, lazy every 4 (amortised)": (lambda: lazy(4), 4),
-    }
+    variants = {NO_PENALTY[0]: (no_penalty_separate, 1), NO_PENALTY[1]: (no_penalty_one_forward, 1)}
+    if all_impls:
+        variants["reference penalty (impl=ref)"] = (lambda: with_penalty("ref"), 1)
+        variants["one-forward fused (impl=fused)"] = (lambda: with_penalty("fused"), 1)
+    variants[DENSE] = (lambda: with_penalty(DEFAULT_IMPL), 1)
+    for every in sorted({k for k in everies if k > 1}):
+        variants[lazy_name(every)] = (lambda every=every: lazy(every), every)
+    return variants
 
 
 def _sync() -> None:
@@ -131,14 +150,59 @@ def time_interleaved(
     return {n: (statistics.median(wall[n]), min(wall[n]), statistics.median(cpu[n])) for n in names}
 
 
+def _base(results: dict[str, tuple[float, float, float]]) -> list[float]:
+    """The best penalty-free D step, per statistic (median wall, min wall, cpu)."""
+    return [min(results[NO_PENALTY[0]][i], results[NO_PENALTY[1]][i]) for i in range(3)]
+
+
 def report(results: dict[str, tuple[float, float, float]], header: str) -> None:
     """Print ms per D step and the overhead against the best penalty-free D step, per statistic."""
-    base = [min(results["no penalty, separate forwards"][i], results["no penalty, one forward"][i]) for i in range(3)]
+    base = _base(results)
     print(header)
     print(f"  {'variant':42s} {'median ms':>10s} {'min ms':>8s} {'cpu ms':>8s}   ratios to no-penalty (median/min/cpu)")
     for name, stats in results.items():
         ratios = "/".join(f"{v / b:.2f}" for v, b in zip(stats, base))
         print(f"  {name:42s} {stats[0]:10.1f} {stats[1]:8.1f} {stats[2]:8.1f}   {ratios}")
+
+
+class Amortised(NamedTuple):
+    """Cost of a D step with the penalty every k, per statistic (median wall, min wall, process CPU)."""
+
+    measured: list[float]  # over the best D step without penalty (the ratios above)
+    predicted: list[float]  # (k - 1 + r) / k from the dense ratio r, over the same base
+    over_plain: list[float]  # over the trainer's own plain D step (real and fake in separate forwards)
+
+
+def amortised(results: dict[str, tuple[float, float, float]], everies: tuple[int, ...]) -> dict[int, Amortised]:
+    """{k: Amortised} for each interval; k = 1 is the dense path. The prediction assumes the plain steps
+    cost the best penalty-free step; ``over_plain`` is the penalty's own share when they do not."""
+    base = _base(results)
+    dense = [v / b for v, b in zip(results[DENSE], base)]
+    out = {}
+    for every in sorted(set(everies)):
+        stats = results[DENSE if every == 1 else lazy_name(every)]
+        out[every] = Amortised([v / b for v, b in zip(stats, base)], [(every - 1 + r) / every for r in dense],
+                               [v / p for v, p in zip(stats, results[NO_PENALTY[0]])])
+    return out
+
+
+def lazy_overheads(
+    critic: nn.Module, real: Tensor, fake: Tensor, everies: tuple[int, ...], rounds: int, kind: str = "wgan",
+    precision: str = "no",
+) -> dict[int, Amortised]:
+    """Time the penalty-free, dense and lazy D steps side by side; ``amortised`` of the result."""
+    variants = make_variants(critic, real, fake, precision, everies, kind, all_impls=False)
+    return amortised(time_interleaved(variants, rounds), everies)
+
+
+def report_amortised(overheads: dict[int, Amortised], kind: str) -> None:
+    """Print the amortised penalty cost per D step for each interval k, beside dense (k = 1)."""
+    print(f"  amortised {kind} penalty cost per D step, every k (ratios median/min/cpu):")
+    for every, cost in overheads.items():
+        label = f"every {every:2d}" + (" (dense)" if every == 1 else "")
+        show = lambda values: "/".join(f"{v:.2f}" for v in values)  # noqa: E731
+        print(f"    {label:18s} {show(cost.measured):16s} predicted (k-1+r)/k {show(cost.predicted):16s} "
+              f"over the trainer's plain step (separate forwards) {show(cost.over_plain)}")
 
 
 def time_norm_kernels(batch: int, device: torch.device, resolution: int = 32, reps: int = 50) -> None:
@@ -183,7 +247,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="no", choices=("no", "bf16"))
     parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--every", type=int, nargs="+", default=[1, 4, 16],
+                        help="lazy penalty intervals k (method.gp_every) to amortise; 1 is dense")
+    parser.add_argument("--kind", default="wgan", choices=("wgan", "r1", "r2"), help="penalty kind (method.gp_kind)")
     args = parser.parse_args()
+    if min(args.every) < 1:
+        parser.error("--every: intervals must be >= 1")
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -192,11 +261,15 @@ def main() -> None:
     real, fake = torch.randn(shape, device=device), torch.randn(shape, device=device)  # [B, 3, R, R]
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, threads {torch.get_num_threads()}"
     print(f"torch {torch.__version__}, {where}, batch {args.batch}, {args.resolution}x{args.resolution}, "
-          f"precision {args.precision}, {args.rounds} interleaved rounds; cpu = process CPU time (all threads)")
+          f"precision {args.precision}, penalty {args.kind}, {args.rounds} interleaved rounds; cpu = process CPU "
+          f"time (all threads)")
+    everies = tuple(args.every)
     for norm in ("none", "layer") if args.norm == "both" else (args.norm,):
         critic = build_critic(norm, args.resolution).to(device)
-        results = time_interleaved(make_variants(critic, real, fake, args.precision), args.rounds)
+        results = time_interleaved(make_variants(critic, real, fake, args.precision, everies, args.kind),
+                                   args.rounds)
         report(results, f"critic norm={norm}")
+        report_amortised(amortised(results, everies), args.kind)
     if args.kernels:
         time_norm_kernels(args.batch, device, args.resolution)
 

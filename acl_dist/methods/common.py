@@ -64,6 +64,12 @@ class Adversary:
 
     ``wasserstein`` selects the critic loss; the penalty (recipe ``gp_*``) is added to the D loss every
     ``gp_every`` iterations with gain ``gp_every`` (lazy regularisation, StyleGAN2).
+
+    The counter is the critic phase's own iteration count (``StepContext.iteration``: how many times the
+    phase ran before, over the whole run and across resumes), not the generator step: with ``d_steps``
+    critic repeats per generator step, critic iteration ``i = d_steps * step + repeat`` is penalised when
+    ``i % gp_every == 0``, so exactly one critic update in ``gp_every`` pays for the double backward however
+    ``d_steps`` and ``gp_every`` divide each other. ``Method.control_period`` repeats with the same period.
     """
 
     def __init__(self, recipe: Recipe, wasserstein: bool, default_gp_weight: float):

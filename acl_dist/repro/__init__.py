@@ -1,7 +1,8 @@
 """`acl-dist repro NAME`: regenerate a part of the reproduction report under docs/results/.
 
 Parts: ``prior`` (ACL paper Fig. 11), ``table1`` (Table 1 / Fig. 6-8 on the digits), ``interpolation``
-(Fig. 10), ``ablation`` (how the ACL module is attached, each change alone and together), ``all``.
+(Fig. 10), ``ablation`` (how the ACL module is attached, each change alone and together), ``lazy`` (the
+gradient penalty every k critic steps: FD and cost per k), ``all``.
 ``--budget full`` is what the committed report used; ``--budget tiny`` runs every part
 in a minute or two with toy-sized nets (what the tests run). Training runs go under ``--runs`` and resume.
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 import time
 
-PARTS = ("prior", "table1", "interpolation", "ablation")
+PARTS = ("prior", "table1", "interpolation", "ablation", "lazy")
 
 
 def _part(name: str):

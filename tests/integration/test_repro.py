@@ -16,7 +16,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
                            "--runs", str(runs), "--jobs", "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for part in ("prior", "table1", "interpolation", "acl_ablation"):
+    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty"):
         text = (out / f"{part}.md").read_text()
         assert "acl-dist repro" in text and "## " in text
         for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):  # every picture the page shows exists
@@ -36,5 +36,30 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
             row = re.search(rf"^\| {re.escape(label)} \| ([0-9.]+) \|", section, re.M)
             assert row and float(row.group(1)) > 0, (method, label)
     assert re.search(r"^\| paper attachment \| [^|]+ \| — \| [^|]+ \| [0-9.]+ \|", ablation, re.M)  # code MMD²
+    check_lazy_report(out)
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
+
+
+def check_lazy_report(out) -> None:
+    """lazy_penalty.md at the tiny budget: a row per k (1, 4) for wgan_gp, acl_gan_gp and gan + R1 with FD
+    mean ± std, k = 1 being Table 1's runs for the WGAN-GP methods, measured costs, a verdict per method."""
+    text = (out / "lazy_penalty.md").read_text()
+    number = r"[0-9]+\.[0-9]+"
+    for group, dense_runs in (("wgan_gp", "table1-wgan_gp"), ("acl_gan_gp", "table1-acl_gan_gp"),
+                              ("gan + R1", "lazy-gan_r1-k1")):
+        section = text.split(f"### {group} (", 1)[1].split("###", 1)[0]
+        for k in (1, 4):
+            runs = dense_runs if k == 1 else f"lazy-{group.replace(' + R1', '_r1')}-k4"
+            pattern = (rf"^\| {k} \| `{runs}-seed\*` \| ({number}) ± {number} \| {number} ± {number} \| [^|]+ \| "
+                       rf"([^|]+) \| {number} ± {number} \| ({number})× / ({number})× \|")
+            row = re.search(pattern, section, re.M)
+            assert row and float(row.group(1)) > 0 and float(row.group(3)) > 1, (group, k, section)
+            verdict = row.group(2).strip()
+            assert verdict == "reference" if k == 1 else verdict.endswith("seed spread"), verdict
+        name = group.replace(" + R1", "+r1")
+        assert re.search(rf"^- {re.escape(name)}: (the largest k|no k > 1)", text, re.M), name
+    for kind in ("wgan", "r1"):
+        for k in (1, 4):
+            cost = rf"^\| {kind} \| {k} \| {number}× \| {number}× \| {number}× \|"
+            assert re.search(cost, text, re.M), (kind, k)
