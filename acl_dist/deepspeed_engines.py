@@ -62,6 +62,8 @@ def _ensure_process_group(device: torch.device) -> None:
             s.bind(("127.0.0.1", 0))
             os.environ["MASTER_PORT"] = str(s.getsockname()[1])
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):  # deepspeed.initialize asserts
+        os.environ.setdefault(key, value)  # LOCAL_RANK, which only launchers set
     dist.init_process_group("gloo" if device.type == "cpu" else "nccl", rank=0, world_size=1)
 
 
