@@ -60,7 +60,7 @@ def run_train(args) -> int:
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env=env)
     from acl_dist.distributed import leave_process_group
-    from acl_dist.trainer import Trainer
+    from acl_dist.train.trainer import Trainer
 
     try:
         result = Trainer(recipe).train()

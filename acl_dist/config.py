@@ -136,7 +136,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
     channels_last: str = "auto"  # auto | always | never: NHWC conv nets; auto = on the CPU (1.2x there), not CUDA
-    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (acl_dist/cuda_graphs.py)
+    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (acl_dist/train/cuda_graphs.py)
 
 
 @dataclass

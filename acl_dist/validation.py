@@ -196,7 +196,7 @@ def _check_zero3(recipe: Recipe) -> None:
 def _check_deepspeed(recipe: Recipe) -> None:
     if not os.path.isfile(recipe.launch.deepspeed):
         raise ConfigError("launch.deepspeed", f"DeepSpeed config not found: {recipe.launch.deepspeed}")
-    from acl_dist.deepspeed_engines import load_deepspeed_config
+    from acl_dist.train.deepspeed_engines import load_deepspeed_config
 
     config = load_deepspeed_config(recipe)  # raises ConfigError for sections acl_dist owns
     if config.get("zero_optimization", {}).get("stage", 0) == 3:

@@ -32,7 +32,7 @@ from acl_dist import losses  # noqa: E402
 from acl_dist.config import load_recipe  # noqa: E402
 from acl_dist.data.memory import digits_tensors  # noqa: E402
 from acl_dist.methods import build_method  # noqa: E402
-from acl_dist.trainer import Trainer  # noqa: E402
+from acl_dist.train.trainer import Trainer  # noqa: E402
 
 RECIPE = "recipes/digits/acl_gan_gp.yaml"
 

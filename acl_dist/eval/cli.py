@@ -42,7 +42,7 @@ def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, 
                   fps: float = 12.0, walk_keypoints: int = 4, video: bool = True,
                   device: torch.device = torch.device("cpu")) -> dict[str, str]:
     """Every picture the method supports, under ``out``; returns {what: path}."""
-    from acl_dist.outputs import save_samples
+    from acl_dist.train.outputs import save_samples
 
     method, nets = loaded.method.to(device), {name: net.to(device) for name, net in loaded.nets.items()}
     os.makedirs(out, exist_ok=True)

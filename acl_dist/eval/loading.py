@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from acl_dist.checkpoint import load_state, resolve_checkpoint
+from acl_dist.train.checkpoint import load_state, resolve_checkpoint
 from acl_dist.config import Recipe, build_dataclass
 from acl_dist.data import data_dim
 from acl_dist.errors import CheckpointError

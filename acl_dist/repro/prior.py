@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from acl_dist.checkpoint import complete_checkpoints
+from acl_dist.train.checkpoint import complete_checkpoints
 from acl_dist.data.memory import toy_tensors
 from acl_dist.eval.loading import load_run
 from acl_dist.priors import mixture_centers

@@ -45,7 +45,7 @@ def overrides(name: str, out_dir: str) -> list[str]:
 def run(name: str, out_dir: str) -> dict:
     """Train one configuration; its nets, EMA copies and per-step metrics."""
     from acl_dist.config import load_recipe
-    from acl_dist.trainer import Trainer
+    from acl_dist.train.trainer import Trainer
 
     recipe = load_recipe(None, overrides(name, out_dir))
     trainer = Trainer(recipe)

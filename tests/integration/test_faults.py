@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from acl_dist import checkpoint as checkpoint_module
-from acl_dist.checkpoint import complete_checkpoints, latest_checkpoint, load_state, verify_safe
+from acl_dist.train import checkpoint as checkpoint_module
+from acl_dist.train.checkpoint import complete_checkpoints, latest_checkpoint, load_state, verify_safe
 from acl_dist.config import load_recipe
 from acl_dist.errors import CheckpointError, DataError, RunDirectoryBusy, RunWriteError
-from acl_dist.trainer import Trainer
+from acl_dist.train.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.unit.test_stream import make_shards
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from acl_dist.checkpoint import latest_checkpoint, load_state
+from acl_dist.train.checkpoint import latest_checkpoint, load_state
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
 ACCELERATE = [PYTHON, "-m", "accelerate.commands.launch"]

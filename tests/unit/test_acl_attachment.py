@@ -10,7 +10,7 @@ from acl_dist.config import ConfigError
 from acl_dist.methods.base import Phase, StepContext, metrics
 from acl_dist.nets import CodeGenerator, StandardizedCode
 from acl_dist.nets.norms import batch_norms
-from acl_dist.trainer import Trainer
+from acl_dist.train.trainer import Trainer
 
 
 def _code_std(gz: CodeGenerator, dim: int) -> float:

@@ -14,7 +14,7 @@ from PIL import Image
 from acl_dist.eval import figures
 from acl_dist.eval.loading import load_run
 from acl_dist.media import probe_frame_count
-from acl_dist.trainer import Trainer
+from acl_dist.train.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
 

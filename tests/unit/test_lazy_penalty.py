@@ -13,7 +13,7 @@ import torch
 
 from acl_dist.config import load_recipe
 from acl_dist.methods import common
-from acl_dist.trainer import Trainer
+from acl_dist.train.trainer import Trainer
 from tests.conftest import REPO
 
 SMALL = ["model.resolution=8", "model.code_dim=4", "model.base_channels=4", "model.max_channels=8",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from acl_dist.methods import method_names
-from acl_dist.trainer import Trainer
+from acl_dist.train.trainer import Trainer
 
 ALL = method_names()
 

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from acl_dist.checkpoint import latest_checkpoint, load_state
-from acl_dist.trainer import Trainer, TrainingError
+from acl_dist.train.checkpoint import latest_checkpoint, load_state
+from acl_dist.train.trainer import Trainer, TrainingError
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
 

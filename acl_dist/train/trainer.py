@@ -20,16 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from acl_dist import distributed
-from acl_dist.checkpoint import (CheckpointWriter, RunLock, StopSignal, checkpoint_mismatches, latest_checkpoint,
+from acl_dist.train.checkpoint import (CheckpointWriter, RunLock, StopSignal, checkpoint_mismatches, latest_checkpoint,
                                  load_state, recipe_differences, set_rng_state, verify_safe)
 from acl_dist.config import Recipe, dump_recipe, to_dict
-from acl_dist.cuda_graphs import GraphedStep, use_cuda_graphs
+from acl_dist.train.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.data import build_stream, data_dim
-from acl_dist.ema import EMA
+from acl_dist.train.ema import EMA
 from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, TrainingError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext, build_method
-from acl_dist.outputs import MetricsLog, save_samples
+from acl_dist.train.outputs import MetricsLog, save_samples
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,14 @@ class Trainer:
         """DeepSpeed engines (one per trained net) when the recipe names a DeepSpeed config."""
         if not self.recipe.launch.deepspeed:
             return {}
-        from acl_dist.deepspeed_engines import build_engines
+        from acl_dist.train.deepspeed_engines import build_engines
 
         return build_engines(dict(self.method.nets.items()), self.optimizers, self.recipe, self.device)
 
     def _zero_stage(self) -> int:
         if not self.engines:
             return 0
-        from acl_dist.deepspeed_engines import zero_stage
+        from acl_dist.train.deepspeed_engines import zero_stage
 
         return zero_stage(self.engines)
 
@@ -198,7 +198,7 @@ class Trainer:
         self._check_checkpoint_fits(path, state)
         self.load_state_dict(state)
         if self.engines:
-            from acl_dist.deepspeed_engines import load_engines
+            from acl_dist.train.deepspeed_engines import load_engines
 
             verify_safe(os.path.join(path, "deepspeed"))  # DeepSpeed unpickles its files itself
             load_engines(self.engines, os.path.join(path, "deepspeed"))
@@ -256,7 +256,7 @@ class Trainer:
         collective: every rank enters it); a no-op otherwise. See deepspeed_engines.full_parameters."""
         if self.zero_stage != 3:
             return contextlib.nullcontext()
-        from acl_dist.deepspeed_engines import full_parameters
+        from acl_dist.train.deepspeed_engines import full_parameters
 
         return full_parameters(modules, modifier_rank)
 
@@ -556,7 +556,7 @@ class Trainer:
     def save_checkpoint(self, name: str | None = None) -> str:
         collective = None
         if self.engines:
-            from acl_dist.deepspeed_engines import save_engines
+            from acl_dist.train.deepspeed_engines import save_engines
 
             def collective(tmp_dir: str) -> None:
                 save_engines(self.engines, os.path.join(tmp_dir, "deepspeed"))

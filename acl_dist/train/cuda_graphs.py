@@ -31,7 +31,7 @@ from acl_dist.errors import TrainingError
 
 if TYPE_CHECKING:  # the trainer owns this object; importing it here would be circular
     from acl_dist.config import Recipe
-    from acl_dist.trainer import Trainer
+    from acl_dist.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 Batch = dict[str, Tensor]

@@ -51,20 +51,34 @@ def load_deepspeed_config(recipe: Recipe) -> dict:
     return config
 
 
+@contextlib.contextmanager
+def _launcher_environment() -> Iterator[None]:
+    """The variables a launcher would set (rank 0 of 1, a free local port), while DeepSpeed starts up on one
+    process, restored afterwards: left behind, they would tell subprocesses this process starts (a test's
+    trainer, `acl-dist repro`'s runs) that they are rank 0 of a launched group and send them to its port."""
+    saved = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    if saved["MASTER_PORT"] is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    for key, value in (("MASTER_ADDR", "127.0.0.1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(key, value)  # deepspeed.initialize asserts LOCAL_RANK, which only launchers set
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _ensure_process_group(device: torch.device) -> None:
     """DeepSpeed needs a process group even on one process; accelerate starts none there."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        return
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):  # deepspeed.initialize asserts
-        os.environ.setdefault(key, value)  # LOCAL_RANK, which only launchers set
-    dist.init_process_group("gloo" if device.type == "cpu" else "nccl", rank=0, world_size=1)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo" if device.type == "cpu" else "nccl", rank=0, world_size=1)
 
 
 def _skip_cpu_shared_memory_op() -> None:
@@ -84,12 +98,13 @@ def build_engines(nets: dict[str, nn.Module], optimizers: dict[str, torch.optim.
 
     if device.type == "cpu":
         _skip_cpu_shared_memory_op()
-    _ensure_process_group(device)
     config = load_deepspeed_config(recipe)
     engines = {}
-    for name, optimizer in optimizers.items():
-        engine, _, _, _ = deepspeed.initialize(model=nets[name], optimizer=optimizer, config=dict(config))
-        engines[name] = engine
+    with _launcher_environment():
+        _ensure_process_group(device)
+        for name, optimizer in optimizers.items():
+            engine, _, _, _ = deepspeed.initialize(model=nets[name], optimizer=optimizer, config=dict(config))
+            engines[name] = engine
     stage = config.get("zero_optimization", {}).get("stage", 0)
     log.info("DeepSpeed ZeRO stage %d: one engine for each of %s", stage, ", ".join(engines))
     return engines
