@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from acl_dist.errors import ConfigError  # noqa: F401  (re-exported: recipes and tools import it from here)
+from acl_dist.methods.options import MethodOptions
 
 
 
@@ -66,42 +67,6 @@ class ModelConfig:
     mlp_hidden: int = 128  # width of the MLP nets used for 2-D toy data
     num_classes: int = 10  # classes for the acl_sgan classifier
     checkpoint_activations: bool = False  # recompute conv-block activations in backward to save memory
-
-
-@dataclass
-class MethodConfig:
-    """Which method trains and its loss hyper-parameters (names follow the source papers)."""
-
-    name: str = "acl_gan_gp"  # gan | wgan_gp | vae | aae | arae | infogan | acl_ae | acl_gan | acl_gan_gp | acl_sgan
-    prior: str = "gaussian"  # noise prior p(z): gaussian | uniform | gmm | categorical
-    prior_modes: int = 4  # prior=gmm: number of modes; prior=categorical: number of categories
-    prior_radius: float = 2.0  # prior=gmm: modes sit on a circle (first two dims) of this radius
-    prior_std: float = 0.5  # prior=gmm: standard deviation of each mode
-    gan_loss: str = "nonsaturating"  # gan family: minimax (GAN paper eq. 1) | nonsaturating (its sec. 3 fix)
-    label_smoothing: float = 0.0  # one-sided label smoothing: real targets become 1 - this (NIPS tutorial)
-    d_steps: int = 1  # discriminator steps per generator step (k in the GAN paper, n_critic in WGAN-GP)
-    gp_weight: float | None = None  # penalty weight; None: the method default (10: wgan_gp, acl_gan_gp; else off)
-    gp_kind: str = "wgan"  # wgan: on interpolates (WGAN-GP) | r1: on reals | r2: on fakes
-    gp_one_sided: bool = False  # penalise only gradient norms above 1
-    gp_every: int = 1  # lazy regularisation: penalty every k critic steps, weighted by k (StyleGAN2)
-    gp_impl: str = "auto"  # ref: 3 forwards | fused: 1 forward of real+fake+points | split: 2 | auto: fastest measured
-    lambda_ae: float = 1.0  # weight of the autoencoder loss L_E (ACL-AE eq. 3)
-    lambda_z: float = 1.0  # lambda_1 / lambda_4: weight of the code loss L_Z (eq. 3, eq. 6)
-    lambda_rec: float = 1.0  # lambda_2: weight of the feature reconstruction loss L_rec (eq. 4, 6)
-    lambda_gan: float = 1.0  # lambda_3: weight of the image adversarial loss L_GAN (eq. 5, 6)
-    fake_source: str = "code_generator"  # D's fakes: code_generator = Gx(Gz(z)) (Alg. 1) | encoder = Gx(E(x)) (eq. 5)
-    rec_updates_generator: bool = True  # L_rec also trains Gx (eq. 4); False: encoder only (Algorithm 1 line 11)
-    kl_weight: float = 1.0  # VAE: weight of the KL term of the ELBO
-    code_gp_weight: float = 1.0  # ARAE, and ACL with code_loss wgan_gp: gradient penalty on the code critic
-    code_generator: str = "mlp"  # ACL Gz (sec. 3.2, 5): mlp (paper) | residual: z + MLP(z), identity at step 0
-    encoder_code_norm: str = "none"  # ACL target codes (eq. 1): none | batch: standardised per dimension (fixed scale)
-    generator_norm_stats: str = "all"  # ACL-GAN Gx batch-norm running stats: all phases | sampling_codes (Gz(z))
-    code_loss: str = "nonsaturating"  # ACL code GAN L_Z (eq. 1): nonsaturating (logistic) | wgan_gp (critic + penalty)
-    code_d_steps: int = 1  # ACL: Dc steps per generator step (k of the code GAN)
-    info_categorical: list[int] = field(default_factory=lambda: [10])  # InfoGAN: categories of each categorical code
-    info_continuous: int = 2  # InfoGAN: number of Uniform(-1, 1) continuous codes
-    info_weight: float = 1.0  # InfoGAN: lambda of the mutual-information bound
-    cls_weight: float = 1.0  # ACL-SGAN: weight of the classifier's cross-entropy
 
 
 @dataclass
@@ -170,7 +135,7 @@ class Recipe:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodOptions = field(default_factory=lambda: method_options({}, "method"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -236,6 +201,28 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(path, f"unsupported type {_type_name(tp)}")
 
 
+def method_options(data: Any, path: str = "method", strict: bool = True) -> MethodOptions:
+    """The ``method:`` section, built into the options class of the method it names.
+
+    Each method declares its own options (``Method.Options``, beside its phases), so a key the chosen method
+    does not read is an error naming it. ``strict=False`` drops such keys instead: recipes stored in
+    checkpoints of older versions held every method's options in one flat section.
+    """
+    from acl_dist.methods.registry import method_names, options_class  # the methods need no schema: no circle
+
+    data = dict(data or {})
+    name = data.get("name", MethodOptions.name)
+    if name not in method_names():
+        raise ConfigError(f"{path}.name", f"unknown method {name!r}; known: {', '.join(method_names())}")
+    cls = options_class(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown and strict:
+        raise ConfigError(f"{path}.{unknown[0]}", f"{name} has no option {unknown[0]!r}, so it would be ignored "
+                          f"(its options: {', '.join(sorted(known - {'name'}))})")
+    return build_dataclass(cls, {k: v for k, v in data.items() if k in known}, path)
+
+
 def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
     """Build ``cls`` from a mapping; unknown keys and wrong types raise ConfigError naming the key path."""
     if data is None:
@@ -249,13 +236,28 @@ def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
         key_path = f"{path}.{key}" if path else str(key)
         if key not in names:
             raise ConfigError(key_path, f"unknown key (known: {', '.join(sorted(names))})")
+        if cls is Recipe and key == "method":  # its schema depends on the method it names
+            kwargs[key] = method_options(value, key_path)
+            continue
         kwargs[key] = _coerce(value, hints[key], key_path)
     return cls(**kwargs)
 
 
+def recipe_from_dict(data: dict, strict: bool = True) -> Recipe:
+    """A Recipe from plain data (a checkpoint's saved recipe); ``strict=False`` drops method options the
+    method does not have (older checkpoints saved every method's options)."""
+    data = dict(data)
+    method = data.pop("method", {})
+    recipe = build_dataclass(Recipe, data)
+    recipe.method = method_options(method, "method", strict)
+    return recipe
+
+
 def to_dict(recipe: Recipe) -> dict:
-    """The resolved recipe as plain data (what is written into the run directory)."""
-    return dataclasses.asdict(recipe)
+    """The resolved recipe as plain data (what is written into the run directory), the method's name first."""
+    data = dataclasses.asdict(recipe)
+    data["method"] = {"name": data["method"].pop("name"), **data["method"]}
+    return data
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from acl_dist import losses  # noqa: E402
 from acl_dist.config import load_recipe  # noqa: E402
 from acl_dist.data.memory import digits_tensors  # noqa: E402
-from acl_dist.methods import build_method  # noqa: E402
+from acl_dist.methods.registry import build_method  # noqa: E402
 from acl_dist.train.trainer import Trainer  # noqa: E402
 
 RECIPE = "recipes/digits/acl_gan_gp.yaml"

@@ -18,12 +18,13 @@ TINY = [
     "model.max_channels=8", "model.acl_hidden=8", "model.mlp_hidden=8", "model.d_norm=layer",
     "train.batch_size=8", "train.log_every=1", "train.sample_every=1000", "train.ckpt_every=0",
     "train.progress=false", "train.tensorboard=false", "train.ema=0.9", "eval.every=0",
-    "method.info_categorical=[3]", "method.info_continuous=1",
 ]
+TINY_METHOD = {"infogan": ["method.info_categorical=[3]", "method.info_continuous=1"]}  # options of one method
 
 
 def tiny_overrides(method: str, out_dir: str, *extra: str) -> list[str]:
-    return TINY + [f"method.name={method}", f"run.out_dir={out_dir}", f"run.name={method}"] + list(extra)
+    return (TINY + [f"method.name={method}", f"run.out_dir={out_dir}", f"run.name={method}"]
+            + TINY_METHOD.get(method, []) + list(extra))
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from acl_dist.train.checkpoint import load_state, resolve_checkpoint
-from acl_dist.config import Recipe, build_dataclass
+from acl_dist.config import Recipe, recipe_from_dict
 from acl_dist.data import data_dim
 from acl_dist.errors import CheckpointError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
-from acl_dist.methods import build_method
+from acl_dist.methods.registry import build_method
 from acl_dist.methods.base import Method
 
 
@@ -60,7 +60,7 @@ def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) ->
     except FileNotFoundError as err:
         raise CheckpointError(str(err)) from None
     state, _ = load_state(checkpoint, 0)
-    recipe = build_dataclass(Recipe, state["recipe"])  # as trained; not re-validated (data may have moved)
+    recipe = recipe_from_dict(state["recipe"], strict=False)  # as trained; not re-validated (data may move)
     device = torch.device(device)
     method = build_method(recipe, data_dim(recipe)).to(device)
     try:

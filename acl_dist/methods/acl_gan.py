@@ -25,6 +25,7 @@ replaces E by a classifier trained on labels; its code is the last fully connect
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +35,43 @@ from acl_dist import losses
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
 from acl_dist.methods.common import (Adversary, CodeLearningPhases, build_acl_module, build_discriminator,
                                      build_encoder, build_generator, maybe_standardized)
+from acl_dist.errors import ConfigError
+from acl_dist.methods.options import AdversarialOptions, CodeGANOptions, choose
 from acl_dist.nets import ConvClassifier
 from acl_dist.nets.norms import running_stats_frozen
 
 
+@dataclass
+class ACLGANOptions(AdversarialOptions, CodeGANOptions):
+    """ACL-GAN's (eq. 4-6): the image adversary's, the code GAN's, and how the two are joined."""
+
+    lambda_rec: float = 1.0  # lambda_2: weight of the feature reconstruction loss L_rec (eq. 4, 6)
+    lambda_gan: float = 1.0  # lambda_3: weight of the image adversarial loss L_GAN (eq. 5, 6)
+    fake_source: str = "code_generator"  # D's fakes: code_generator = Gx(Gz(z)) (Alg. 1) | encoder = Gx(E(x)) (eq. 5)
+    rec_updates_generator: bool = True  # L_rec also trains Gx (eq. 4); False: encoder only (Algorithm 1 line 11)
+    generator_norm_stats: str = "all"  # Gx batch-norm running stats: all phases | sampling_codes (Gz(z) only)
+
+    def check(self) -> None:
+        super().check()
+        self.check_code_gan()
+        choose("method.fake_source", self.fake_source, ("code_generator", "encoder"))
+        choose("method.generator_norm_stats", self.generator_norm_stats, ("all", "sampling_codes"))
+        if self.generator_norm_stats == "sampling_codes" and self.fake_source != "code_generator":
+            raise ConfigError("method.generator_norm_stats", "sampling_codes keeps Gx's statistics of Gz(z) "
+                              "codes, which no phase feeds Gx under method.fake_source: encoder; use all")
+
+
+@dataclass
+class ACLSGANOptions(ACLGANOptions):
+    """ACL-SGAN's: ACL-GAN's, and the weight of its classifier's cross-entropy."""
+
+    cls_weight: float = 1.0  # weight of the classifier's cross-entropy in the rec phase
+
+
 @register("acl_gan")
 class ACLGAN(CodeLearningPhases, Method):
+    Options = ACLGANOptions
+    net_names = ("E", "Gx", "Dx", "Gz", "Dc")
     has_image_discriminator = True
     sampling_nets = ("Gz", "Gx")
     encode_nets = ("E",)
@@ -51,7 +83,7 @@ class ACLGAN(CodeLearningPhases, Method):
         self.nets["E"] = self.build_inference_net()
         self.nets["Gx"] = build_generator(recipe, recipe.model.code_dim, data_dim)
         self.nets["Dx"] = build_discriminator(recipe, data_dim)
-        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim())
+        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim(), self.gz_kind())
         self.adversary = Adversary(recipe, self.wasserstein, self.default_gp_weight)
 
     def build_inference_net(self):
@@ -124,6 +156,7 @@ class ACLSGAN(ACLGAN):
     replaced by a classifier").
     """
 
+    Options = ACLSGANOptions
     needs_labels = True
 
     def build_inference_net(self):

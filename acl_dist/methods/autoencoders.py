@@ -12,6 +12,7 @@ differs in how it makes the code space samplable:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -19,10 +20,52 @@ from torch import Tensor, nn
 
 from acl_dist import losses
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
+from acl_dist.methods.options import GAN_LOSSES, AutoencoderOptions, CodeGANOptions, MethodOptions, choose, positive
 from acl_dist.methods.common import (CodeLearningPhases, build_acl_module, build_encoder, build_generator,
                                      maybe_standardized)
 from acl_dist.nets import CodeDiscriminator
 from acl_dist.ops.gradient_penalty import gradient_penalty
+
+
+@dataclass
+class VAEOptions(MethodOptions):
+    """The VAE's ELBO: its reconstruction is the Bernoulli likelihood, weighted only against the KL term."""
+
+    kl_weight: float = 1.0  # weight of the KL term of the ELBO
+
+
+@dataclass
+class AAEOptions(AutoencoderOptions):
+    """AAE: L_E plus the encoder fooling a code discriminator that tells its codes from the prior."""
+
+    lambda_z: float = 1.0  # weight of the code adversary (both its D and E's regularisation)
+    gan_loss: str = "nonsaturating"  # the encoder's loss against Dc: minimax | nonsaturating
+
+    def check(self) -> None:
+        super().check()
+        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+
+
+@dataclass
+class ARAEOptions(AutoencoderOptions):
+    """ARAE: L_E plus a Wasserstein code critic that both Gz and E play against (mutual alignment)."""
+
+    lambda_z: float = 1.0  # weight of the code critic's game
+    d_steps: int = 1  # code critic steps per generator step
+    code_gp_weight: float = 1.0  # gradient penalty on the code critic (its Lipschitz constraint)
+
+    def check(self) -> None:
+        super().check()
+        positive("method.d_steps", self.d_steps)
+
+
+@dataclass
+class ACLAEOptions(AutoencoderOptions, CodeGANOptions):
+    """ACL-AE (eq. 3): L_E + lambda_1 L_Z, with the code GAN's options."""
+
+    def check(self) -> None:
+        super().check()
+        self.check_code_gan()
 
 
 class Autoencoder(Method):
@@ -50,6 +93,8 @@ class Autoencoder(Method):
 
 @register("vae")
 class VAE(Autoencoder):
+    Options = VAEOptions
+    net_names = ("E", "Dec")
     sampling_nets = ("Dec",)
 
     def __init__(self, recipe, data_dim=None):
@@ -79,6 +124,8 @@ class VAE(Autoencoder):
 
 @register("aae")
 class AAE(Autoencoder):
+    Options = AAEOptions
+    net_names = ("E", "Dec", "Dc")
     sampling_nets = ("Dec",)
 
     def __init__(self, recipe, data_dim=None):
@@ -114,7 +161,10 @@ class CodeGeneratorAE(Autoencoder):
 
     def __init__(self, recipe, data_dim=None):
         super().__init__(recipe, data_dim)
-        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim())
+        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim(), self.gz_kind())
+
+    def gz_kind(self) -> str:
+        return "mlp"  # ARAE's code generator; ACL-AE's is its option (CodeLearningPhases.gz_kind)
 
     def generate(self, noise, nets=None):
         return self.net("Dec", nets)(self.net("Gz", nets)(noise))
@@ -124,6 +174,9 @@ class CodeGeneratorAE(Autoencoder):
 class ARAE(CodeGeneratorAE):
     """ARAE (Zhao et al. 2018): a WGAN on codes whose critic both Gz and E play against (mutual alignment);
     the code critic is Lipschitz through a gradient penalty (``method.code_gp_weight``)."""
+
+    Options = ARAEOptions
+    net_names = ("E", "Dec", "Gz", "Dc")
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:
@@ -160,6 +213,9 @@ class ACLAE(CodeLearningPhases, CodeGeneratorAE):
     ``method.encoder_code_norm: batch`` standardises the codes (the decoder then reads standardised codes
     too); ``method.code_generator`` and the code GAN options are those of ``CodeLearningPhases``.
     """
+
+    Options = ACLAEOptions
+    net_names = ("E", "Dec", "Gz", "Dc")
 
     def __init__(self, recipe, data_dim=None):
         super().__init__(recipe, data_dim)

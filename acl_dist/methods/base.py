@@ -8,13 +8,16 @@ and steps the optimizers of the phase's nets. Methods never touch devices, proce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from acl_dist.config import Recipe
+from acl_dist.methods.options import AdversarialOptions, MethodOptions
 from acl_dist.priors import Prior
+
+if TYPE_CHECKING:  # recipes reach methods as values; the schema module is not needed at run time
+    from acl_dist.config import Recipe
 
 Batch = dict[str, Tensor]  # {"image": [B, C, H, W] or [B, 2], "label": [B]}
 Metrics = dict[str, Tensor]
@@ -49,8 +52,14 @@ class Phase:
 
 
 class Method(nn.Module):
-    """Base class: subclasses build ``self.nets`` and return their phases."""
+    """Base class: subclasses build ``self.nets`` and return their phases.
 
+    Class metadata, read without building anything (validation, the trainer's plans): ``Options``, the
+    dataclass the recipe's ``method:`` section becomes; ``net_names``, the nets ``__init__`` builds, in order.
+    """
+
+    Options: type[MethodOptions] = MethodOptions
+    net_names: tuple[str, ...] = ()  # every net __init__ builds (validation checks per-net recipe keys on it)
     needs_labels = False  # the data stream must deliver labels
     has_image_discriminator = False  # a D on images: gradient penalties apply
     sampling_nets: tuple[str, ...] = ()  # nets used by generate(), tracked by the EMA
@@ -98,14 +107,16 @@ class Method(nn.Module):
         The lazy gradient penalty of an image critic runs every ``gp_every`` iterations; nothing else in a
         loss branches on the step.
         """
-        return self.cfg.gp_every if self.has_image_discriminator else 1
+        return self.cfg.gp_every if isinstance(self.cfg, AdversarialOptions) else 1
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:
         """Recipe keys of the input-gradient penalties this configuration computes (their double backward
         constrains where it can run: DeepSpeed ZeRO-3 cannot backpropagate twice through its parameters)."""
+        if not isinstance(cfg, AdversarialOptions):
+            return []
         weight = cfg.gp_weight if cfg.gp_weight is not None else getattr(cls, "default_gp_weight", 0.0)
-        return ["method.gp_weight"] if cls.has_image_discriminator and weight > 0 else []
+        return ["method.gp_weight"] if weight > 0 else []
 
     def trained_nets(self) -> list[str]:
         """Every net some phase updates, in a stable order (each gets an optimizer)."""
@@ -120,7 +131,7 @@ def metrics(**values: Tensor) -> Metrics:
     return {k: v.detach().float() for k, v in values.items()}
 
 
-_REGISTRY: dict[str, type[Method]] = {}
+_REGISTRY: dict[str, type[Method]] = {}  # filled by @register as the family modules load (methods.registry)
 
 
 def register(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -134,24 +145,3 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
         return cls
 
     return add
-
-
-def method_names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def method_class(name: str) -> type[Method]:
-    _load_all()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def build_method(recipe: Recipe, data_dim: int | None = None) -> Method:
-    return method_class(recipe.method.name)(recipe, data_dim)
-
-
-def _load_all() -> None:
-    """Import the method families so their @register lines run (explicit list: no module scanning)."""
-    from acl_dist.methods import acl_gan, autoencoders, gan, infogan  # noqa: F401

@@ -6,16 +6,20 @@ that makes sense on the toys runs there unchanged.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from acl_dist import losses
-from acl_dist.config import Recipe
 from acl_dist.methods.base import Batch, Metrics, Phase, StepContext, metrics
 from acl_dist.nets import (CodeDiscriminator, CodeGenerator, ConvDiscriminator, ConvEncoder, ConvGenerator,
                            MLP, MLPDiscriminator, StandardizedCode)
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_penalty
 from acl_dist.stats import code_mmd2
+
+if TYPE_CHECKING:
+    from acl_dist.config import Recipe
 
 
 def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Module:
@@ -44,10 +48,10 @@ def build_encoder(recipe: Recipe, out_dim: int, data_dim: int | None) -> nn.Modu
                        m.checkpoint_activations)
 
 
-def build_acl_module(recipe: Recipe, noise_dim: int) -> tuple[CodeGenerator, CodeDiscriminator]:
-    """The ACL module: Gz (noise -> code, ``method.code_generator``) and Dc (code -> logit)."""
+def build_acl_module(recipe: Recipe, noise_dim: int, kind: str = "mlp") -> tuple[CodeGenerator, CodeDiscriminator]:
+    """The ACL module: Gz (noise -> code, of ``kind``; see nets.acl.CodeGenerator) and Dc (code -> logit)."""
     m = recipe.model
-    return (CodeGenerator(noise_dim, m.code_dim, m.acl_hidden, m.acl_layers, recipe.method.code_generator),
+    return (CodeGenerator(noise_dim, m.code_dim, m.acl_hidden, m.acl_layers, kind),
             CodeDiscriminator(m.code_dim, m.acl_hidden, m.acl_layers))
 
 
@@ -132,6 +136,10 @@ class CodeLearningPhases:
 
     def code_target(self, x: Tensor) -> Tensor:
         return self.nets["E"](x)
+
+    def gz_kind(self) -> str:
+        """Gz's architecture: ``method.code_generator``."""
+        return self.cfg.code_generator
 
     def code_phases(self) -> list[Phase]:
         return [Phase("Dc", ("Dc",), self.dc_phase, repeats=self.cfg.code_d_steps),

@@ -14,10 +14,13 @@ from torch import Tensor, nn
 
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
 from acl_dist.methods.common import Adversary, build_discriminator, build_generator
+from acl_dist.methods.options import AdversarialOptions
 
 
 @register("gan")
 class GAN(Method):
+    Options = AdversarialOptions
+    net_names = ("G", "D")
     has_image_discriminator = True
     sampling_nets = ("G",)
     wasserstein = False

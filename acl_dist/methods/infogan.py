@@ -12,14 +12,39 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dataclasses import dataclass, field
+
 from acl_dist import losses
+from acl_dist.errors import ConfigError
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
-from acl_dist.methods.common import Adversary, build_discriminator, build_generator
+from acl_dist.methods.common import build_discriminator, build_generator
+from acl_dist.methods.options import GAN_LOSSES, MethodOptions, choose, positive
 from acl_dist.nets import MLP
+
+
+@dataclass
+class InfoGANOptions(MethodOptions):
+    """InfoGAN's: the GAN's loss and D steps (no gradient penalty: D and Q share a trunk) and the codes."""
+
+    gan_loss: str = "nonsaturating"  # G's loss: minimax | nonsaturating
+    label_smoothing: float = 0.0  # one-sided label smoothing of D's real targets
+    d_steps: int = 1  # D (and Q) steps per generator step
+    info_categorical: list[int] = field(default_factory=lambda: [10])  # categories of each categorical code
+    info_continuous: int = 2  # number of Uniform(-1, 1) continuous codes
+    info_weight: float = 1.0  # lambda of the mutual-information bound L_I
+
+    def check(self) -> None:
+        super().check()
+        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+        positive("method.d_steps", self.d_steps)
+        if any(k <= 1 for k in self.info_categorical):
+            raise ConfigError("method.info_categorical", "every categorical code needs at least 2 categories")
 
 
 @register("infogan")
 class InfoGAN(Method):
+    Options = InfoGANOptions
+    net_names = ("G", "D", "Q")
     has_image_discriminator = True
     sampling_nets = ("G",)
 
@@ -32,7 +57,6 @@ class InfoGAN(Method):
         self.nets["D"] = build_discriminator(recipe, data_dim)
         q_out = sum(self.categories) + 2 * self.n_continuous  # logits, then mean and log-std per code
         self.nets["Q"] = MLP(self.nets["D"].feature_dim, q_out, recipe.model.acl_hidden, 1)
-        self.adversary = Adversary(recipe, wasserstein=False, default_gp_weight=0.0)
 
     def phases(self) -> list[Phase]:
         return [Phase("D", ("D", "Q"), self.d_phase, repeats=self.cfg.d_steps),
@@ -78,7 +102,7 @@ class InfoGAN(Method):
         d = self.nets["D"]
         noise = self.sample_noise(batch["image"].shape[0], ctx.device)
         features = d.features(self.nets["G"](noise))
-        gan = self.adversary.g_loss(d.head(features).squeeze(1))
+        gan = losses.generator_logistic(d.head(features).squeeze(1), self.cfg.gan_loss)
         info = self.info_loss(features, self.codes_of(noise))
         return gan + self.cfg.info_weight * info, metrics(g_loss=gan, info_g=info)
 

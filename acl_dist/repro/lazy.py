@@ -147,7 +147,7 @@ def benchmark(b: dict) -> dict[str, Costs]:
     their batch size, one thread and channels-last memory, as the runs have them on a CPU. Random inputs: a
     D step's cost does not depend on the pixel values."""
     from acl_dist.config import load_recipe
-    from acl_dist.methods import build_method
+    from acl_dist.methods.registry import build_method
 
     gp = _gp_benchmark()
     recipe = load_recipe(os.path.join(REPO, "recipes/digits/wgan_gp.yaml"), b["extra"])

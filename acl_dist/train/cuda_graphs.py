@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import torch
 from torch import Tensor
 
 from acl_dist.errors import TrainingError
+from acl_dist.train import rules
 
-if TYPE_CHECKING:  # the trainer owns this object; importing it here would be circular
+if TYPE_CHECKING:
     from acl_dist.config import Recipe
-    from acl_dist.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 Batch = dict[str, Tensor]
@@ -41,19 +41,14 @@ MODES = ("auto", "always", "never")
 
 
 def unsupported_reason(recipe: "Recipe", device: torch.device, world: int) -> str | None:
-    """Why this run cannot be graphed (None: it can). Decided once, before the optimizers are built."""
-    t = recipe.train
+    """Why this run cannot be graphed (None: it can). Decided once, before the optimizers are built: the
+    device and process count here, the recipe's own conflicts in ``rules.cuda_graph_conflict`` (which
+    validation also refuses under ``always``)."""
     if device.type != "cuda":
         return f"it runs on {device.type}; CUDA graphs need a CUDA device"
     if world > 1:
         return "it runs on several processes; graphed collectives are not tested here yet, so they stay eager"
-    if t.mixed_precision == "fp16":
-        return "fp16's GradScaler decides on the host when to skip and rescale; use bf16 or no"
-    if recipe.launch.deepspeed:
-        return "DeepSpeed engines step on the host"
-    if t.compile:
-        return "train.compile is on (the two are alternatives)"
-    return None
+    return rules.cuda_graph_conflict(recipe)
 
 
 def use_cuda_graphs(recipe: "Recipe", device: torch.device, world: int) -> bool:
@@ -83,24 +78,37 @@ class _Captured:
     advances: dict[str, int] = field(default_factory=dict)
 
 
-class GraphedStep:
-    """``trainer.train_step`` when ``train.cuda_graphs`` is on: warm up eagerly, capture, then replay."""
+class StepRunner(Protocol):
+    """What a graphed step needs of the loop that owns it (the trainer), and nothing more."""
 
-    def __init__(self, trainer: "Trainer", warmup_steps: int = 3):
-        self.trainer = trainer
-        self.period = max(1, trainer.method.control_period())
+    device: torch.device
+    phase_iterations: dict[str, int]  # how often each phase ran: a capture runs the Python, then restores it
+
+    def run_step(self, batches: Iterator[Batch], sums: dict[str, Tensor]) -> None:
+        """One eager step: every phase due, drawing its batches from ``batches``, adding metrics to ``sums``."""
+
+    def batches_per_step(self) -> int:
+        """How many batches the next ``run_step`` draws."""
+
+    def control_pattern(self, period: int) -> tuple:
+        """The next step's Python decisions (due phases, phase iterations modulo ``period``)."""
+
+
+class GraphedStep:
+    """``trainer.train_step`` when ``train.cuda_graphs`` is on: warm up eagerly, capture, then replay.
+
+    ``period``: ``Method.control_period()``, after which the step's control flow repeats.
+    """
+
+    def __init__(self, runner: StepRunner, period: int, warmup_steps: int = 3):
+        self.runner = runner
+        self.period = max(1, period)
         self.warmup_left = max(warmup_steps, 2 * self.period)  # every pattern's kernels run once eagerly
-        self.side = torch.cuda.Stream(device=trainer.device)
+        self.side = torch.cuda.Stream(device=runner.device)
         self.graphs: dict[tuple, _Captured] = {}
 
-    def _pattern(self) -> tuple:
-        """The step's control-flow pattern: which phases are due, and where each phase is in its period."""
-        t = self.trainer
-        due = tuple(t.step % p.every == 0 for p in t.phases)
-        return due, tuple(n % self.period for n in t.phase_iterations.values())
-
     def __call__(self, batches: Iterator[Batch], sums: dict[str, Tensor]) -> None:
-        t = self.trainer
+        t = self.runner
         if self.warmup_left > 0:  # eager, on a side stream, as PyTorch's graph-capture recipe asks
             self.warmup_left -= 1
             self.side.wait_stream(torch.cuda.current_stream())
@@ -109,7 +117,7 @@ class GraphedStep:
             torch.cuda.current_stream().wait_stream(self.side)
             return
         host_batches = [next(batches) for _ in range(t.batches_per_step())]
-        pattern = self._pattern()
+        pattern = t.control_pattern(self.period)
         captured = self.graphs.get(pattern)
         if captured is None:
             captured = self.graphs[pattern] = self._capture(host_batches)
@@ -124,7 +132,7 @@ class GraphedStep:
 
     def _capture(self, host_batches: list[Batch]) -> _Captured:
         """Record one step. Nothing runs: parameters, optimizer states and counters are as they were."""
-        t = self.trainer
+        t = self.runner
         inputs = [{k: torch.empty_like(v, device=t.device) for k, v in b.items()} for b in host_batches]
         before = dict(t.phase_iterations)
         captured = _Captured(torch.cuda.CUDAGraph(), inputs)

@@ -18,12 +18,15 @@ import json
 import logging
 import os
 import socket
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from acl_dist.config import ConfigError, Recipe
+from acl_dist.errors import ConfigError
+
+if TYPE_CHECKING:
+    from acl_dist.config import Recipe
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,19 @@ import torch
 from torch import Tensor, nn
 
 from acl_dist import distributed
-from acl_dist.train.checkpoint import (CheckpointWriter, RunLock, StopSignal, checkpoint_mismatches, latest_checkpoint,
-                                 load_state, recipe_differences, set_rng_state, verify_safe)
+from acl_dist.train.checkpoint import (CheckpointWriter, RunLock, StopSignal, checkpoint_mismatches,
+                                       latest_checkpoint, load_state, recipe_differences, set_rng_state)
 from acl_dist.config import Recipe, dump_recipe, to_dict
 from acl_dist.train.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.data import build_stream, data_dim
 from acl_dist.train.ema import EMA
 from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, TrainingError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
-from acl_dist.methods.base import Phase, StepContext, build_method
+from acl_dist.methods.base import Phase, StepContext
+from acl_dist.methods.registry import build_method
 from acl_dist.train.outputs import MetricsLog, save_samples
+from acl_dist.train import rules
+from acl_dist.train.update import DeepSpeedUpdates, OptimizerUpdates, Updates
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +60,6 @@ def build_accelerator(recipe: Recipe):
     return Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=cpu)
 
 
-def _step_unless(optimizer: torch.optim.Optimizer, bad: Tensor) -> None:
-    """``optimizer.step()`` unless ``bad`` [1] is 1.0, decided on the device where the optimizer can.
-
-    Fused Adam takes ``found_inf`` (the attribute GradScaler sets) and leaves parameters, moments and the
-    step count as they were where it is non-zero; other optimizers need the host to read the flag.
-    """
-    if getattr(optimizer, "_step_supports_amp_scaling", False):
-        optimizer.found_inf = bad.reshape(())  # fused Adam subtracts it from its 0-d step counters
-        try:
-            optimizer.step()
-        finally:
-            del optimizer.found_inf
-    elif not bool(bad.item()):
-        optimizer.step()
-
-
 class Trainer:
     """Builds everything from a recipe; ``train()`` runs to ``train.steps`` or a stop signal."""
 
@@ -85,11 +72,9 @@ class Trainer:
         self.channels_last = self._use_channels_last()
         self.run_dir = recipe.run_dir
         self.method, self.phases = self._build_method()
-        self.optimizers = self._build_optimizers()
         self.scaler = getattr(self.accelerator, "scaler", None)
-        self.ema = EMA(self._sampling_nets(), recipe.train.ema, recipe.train.ema_start)
-        self.engines = self._build_engines()
-        self.zero_stage = self._zero_stage()
+        self.ema = EMA(self._sampling_nets(), recipe.train.ema, recipe.train.ema_start)  # before any ZeRO-3 split
+        self.updates = self._build_updates()
         self._maybe_compile()  # after the EMA's copies: those stay eager (they run once per grid or FID)
         torch.manual_seed(recipe.run.seed * 1000 + 17 + self.rank)  # per-rank noise from here on
         self.stream = build_stream(recipe, rank=self.rank, world_size=self.world,
@@ -107,7 +92,7 @@ class Trainer:
         self.fixed_noise = self._fixed_noise(64)
         self.evaluator = self._build_evaluator()
         self.resumed_from = self._maybe_resume()
-        self.graphed = GraphedStep(self) if self.graphs else None
+        self.graphed = GraphedStep(self, self.method.control_period()) if self.graphs else None
 
     # -- building ------------------------------------------------------------------------------------
     def _build_method(self):
@@ -121,14 +106,9 @@ class Trainer:
         return method, method.phases()
 
     def _use_channels_last(self) -> bool:
-        """``train.channels_last`` for image nets: ``auto`` takes it on the CPU, where oneDNN's NHWC
-        convolutions made a whole acl_gan_gp step 1.2x faster (benchmarks/train_step.py), and not on CUDA,
-        where it measured no gain (H200, eager, 64x64 bf16). DeepSpeed engines broadcast parameters as bytes,
-        which needs the default layout, so ``auto`` stays NCHW under them (``always`` is refused there)."""
-        mode = self.recipe.train.channels_last
-        if data_dim(self.recipe) is not None or mode == "never":
-            return False
-        return mode == "always" or (self.device.type == "cpu" and not self.recipe.launch.deepspeed)
+        """``train.channels_last`` (``rules.channels_last_wanted``: auto = NHWC on the CPU, not on CUDA or
+        under DeepSpeed)."""
+        return rules.channels_last_wanted(self.recipe, self.device.type, data_dim(self.recipe) is not None)
 
     def _maybe_compile(self) -> None:
         """``train.compile``: torch.compile every net in place (state-dict keys and checkpoints unchanged).
@@ -142,35 +122,27 @@ class Trainer:
         for net in self.method.nets.values():
             net.compile(backend=t.compile_backend, dynamic=False)
 
-    def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Adam per trained net; the fused kernel where it runs, because it can skip a step on the device.
+    def _build_updates(self) -> Updates:
+        """Adam per trained net, stepped by torch (``OptimizerUpdates``) or by DeepSpeed engines
+        (``DeepSpeedUpdates``, when the recipe names a DeepSpeed config); see train/update.py.
 
-        A fused Adam reads a ``found_inf`` tensor and leaves parameters and moments untouched where it is
-        set, so a non-finite loss is skipped without the host ever reading the loss (see ``_update``).
-        DeepSpeed engines wrap the optimizer themselves and keep the plain one.
+        Torch's Adam is the fused kernel where it runs, because it can skip a step on the device: it reads a
+        ``found_inf`` tensor and leaves parameters and moments untouched where it is set, so a non-finite
+        loss is skipped without the host ever reading the loss. DeepSpeed engines wrap the plain one.
         """
-        o = self.recipe.optim
+        o, nets = self.recipe.optim, self.method.nets
         fused = not self.recipe.launch.deepspeed and self.device.type in ("cuda", "cpu")
         capturable = fused and self.graphs  # its step is recorded in a CUDA graph
-        return {name: torch.optim.Adam(self.method.nets[name].parameters(), lr=o.lr_per_net.get(name, o.lr),
-                                       betas=tuple(o.betas_per_net.get(name, (o.beta1, o.beta2))),
-                                       weight_decay=o.weight_decay, fused=fused, capturable=capturable)
-                for name in self.method.trained_nets()}
-
-    def _build_engines(self) -> dict:
-        """DeepSpeed engines (one per trained net) when the recipe names a DeepSpeed config."""
+        optimizers = {name: torch.optim.Adam(nets[name].parameters(), lr=o.lr_per_net.get(name, o.lr),
+                                             betas=tuple(o.betas_per_net.get(name, (o.beta1, o.beta2))),
+                                             weight_decay=o.weight_decay, fused=fused, capturable=capturable)
+                      for name in self.method.trained_nets()}
         if not self.recipe.launch.deepspeed:
-            return {}
+            return OptimizerUpdates(nets, optimizers, self.device, self.accelerator, self.scaler, o.grad_clip)
         from acl_dist.train.deepspeed_engines import build_engines
 
-        return build_engines(dict(self.method.nets.items()), self.optimizers, self.recipe, self.device)
-
-    def _zero_stage(self) -> int:
-        if not self.engines:
-            return 0
-        from acl_dist.train.deepspeed_engines import zero_stage
-
-        return zero_stage(self.engines)
+        return DeepSpeedUpdates(nets, optimizers, self.device,
+                                build_engines(dict(nets.items()), optimizers, self.recipe, self.device))
 
     def _sampling_nets(self) -> dict[str, nn.Module]:
         return {n: self.method.nets[n] for n in self.method.sampling_nets}
@@ -197,11 +169,7 @@ class Trainer:
         state, rng = load_state(path, self.rank)
         self._check_checkpoint_fits(path, state)
         self.load_state_dict(state)
-        if self.engines:
-            from acl_dist.train.deepspeed_engines import load_engines
-
-            verify_safe(os.path.join(path, "deepspeed"))  # DeepSpeed unpickles its files itself
-            load_engines(self.engines, os.path.join(path, "deepspeed"))
+        self.updates.load(path)
         if rng is not None and state.get("world_size") == self.world:
             set_rng_state(rng)
         else:
@@ -237,7 +205,7 @@ class Trainer:
         return {
             "step": self.step, "world_size": self.world, "recipe": to_dict(self.recipe),
             "nets": self._nets_state(),
-            "optimizers": {} if self.engines else {n: opt.state_dict() for n, opt in self.optimizers.items()},
+            "optimizers": self.updates.state_dict(),
             "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
             "data_position": self.stream.position, "data_layout": self.stream.layout,
             "phase_iterations": dict(self.phase_iterations),
@@ -249,23 +217,17 @@ class Trainer:
         """The nets' state dict; under ZeRO-3 (called inside ``_full_parameters``) copied out, since the
         gathered tensors are freed when the block ends."""
         state = self.method.nets.state_dict()
-        return {k: v.clone() for k, v in state.items()} if self.zero_stage == 3 else state
+        return {k: v.clone() for k, v in state.items()} if self.updates.zero_stage == 3 else state
 
     def _full_parameters(self, modules, modifier_rank: int | None = None):
         """Whole parameters of ``modules`` inside the block under ZeRO-3, where each rank holds a slice (a
-        collective: every rank enters it); a no-op otherwise. See deepspeed_engines.full_parameters."""
-        if self.zero_stage != 3:
-            return contextlib.nullcontext()
-        from acl_dist.train.deepspeed_engines import full_parameters
-
-        return full_parameters(modules, modifier_rank)
+        collective: every rank enters it); a no-op otherwise (``Updates.full_parameters``)."""
+        return self.updates.full_parameters(modules, modifier_rank)
 
     def load_state_dict(self, state: dict) -> None:
         with self._full_parameters(self.method.nets.values(), modifier_rank=0):  # ZeRO-3: rank 0's, scattered
             self.method.nets.load_state_dict(state["nets"])
-        for name, opt in self.optimizers.items():
-            if not self.engines:  # DeepSpeed engines restore their own (partitioned) optimizer states
-                opt.load_state_dict(state["optimizers"][name])
+        self.updates.load_state_dict(state["optimizers"])  # DeepSpeed's come from its own files (load)
         self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -300,6 +262,12 @@ class Trainer:
             self.graphed(batches, sums)
         else:
             self.run_step(batches, sums)
+
+    def control_pattern(self, period: int) -> tuple:
+        """This step's Python decisions: which phases are due, where each phase is in ``period`` (what a CUDA
+        graph must be captured per; see cuda_graphs)."""
+        due = tuple(self.step % p.every == 0 for p in self.phases)
+        return due, tuple(n % period for n in self.phase_iterations.values())
 
     def batches_per_step(self) -> int:
         """How many batches ``run_step`` draws at this step: one, plus one per repeat of a due phase."""
@@ -342,7 +310,7 @@ class Trainer:
 
         Metrics add up as means over the phase's repeats (and DeepSpeed's per-net passes), so a D loss logs
         the same value whatever ``d_steps`` is."""
-        groups = [(n,) for n in phase.updates] if self.engines else [phase.updates]
+        groups = self.updates.groups(phase.updates)
         share = len(groups) * phase.repeats
         for updates in groups:
             values = self._update(phase, updates, batch)
@@ -350,27 +318,17 @@ class Trainer:
                 sums[f"{phase.name}/{key}"] = sums.get(f"{phase.name}/{key}", 0) + value / share
         self.phase_iterations[phase.name] += 1
 
-    def _update(self, phase: Phase, updates: tuple[str, ...], batch: dict[str, Tensor]) -> dict | None:
+    def _update(self, phase: Phase, updates: tuple[str, ...], batch: dict[str, Tensor]) -> dict:
+        """Freeze every other net, evaluate the phase's loss under autocast, update ``updates`` (skipped on
+        the device, and counted, when the loss is non-finite on some rank)."""
         for name, net in self.method.nets.items():
             net.requires_grad_(name in updates)
         ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale())
         with self._autocast():
             loss, values = phase.loss(batch, ctx)
-        if self.engines:
-            if distributed.any_rank(not bool(torch.isfinite(loss)), self.device):  # DeepSpeed steps on the host
-                self._bad_loss(phase, loss)
-                return None
-            (name,) = updates
-            self.engines[name].backward(loss)
-            self.engines[name].step()
-            return values
-        bad = distributed.max_across_ranks((~torch.isfinite(loss.detach())).float().reshape(1))  # [1], no sync
+        bad = self.updates.apply(updates, loss)  # [1]
         self._step_bad.copy_(torch.maximum(self._step_bad, bad[0]))
         self._skipped.add_(bad[0])
-        for name in updates:
-            self.optimizers[name].zero_grad(set_to_none=True)
-        self.accelerator.backward(loss)
-        self._step_optimizers(updates, bad)
         return values
 
     def _autocast(self):
@@ -381,35 +339,6 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32,
                                   cache_enabled=False)
         return self.accelerator.autocast()
-
-    def _step_optimizers(self, updates: tuple[str, ...], bad: Tensor) -> None:
-        """Average, clip, step; ``bad`` [1] (1.0: some rank's loss was non-finite) skips the step on the device.
-
-        Under fp16 the GradScaler finds the same non-finite gradients itself, skips and lowers its scale.
-        """
-        params = [p for n in updates for p in self.method.nets[n].parameters()]
-        distributed.average_gradients(params)
-        opts = [self.optimizers[n] for n in updates]
-        clip = self.recipe.optim.grad_clip
-        if clip > 0:
-            if self.scaler is not None:
-                for opt in opts:
-                    self.scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        for opt in opts:
-            if self.scaler is not None:
-                self.scaler.step(opt)
-            else:
-                _step_unless(opt, bad)
-        if self.scaler is not None:
-            self.scaler.update()  # once per phase: each phase is its own backward/step pair
-
-    def _bad_loss(self, phase: Phase, loss: Tensor) -> None:
-        """DeepSpeed path: skip this update (every rank agrees) and count it."""
-        self._step_bad.fill_(1.0)
-        self._skipped.add_(1.0)
-        log.warning("step %d phase %s: non-finite loss (%s), update skipped", self.step, phase.name,
-                    loss.detach().float().item())
 
     # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -554,15 +483,9 @@ class Trainer:
         save_samples(samples, os.path.join(self.run_dir, "samples", f"step-{self.step:08d}.png"), reference)
 
     def save_checkpoint(self, name: str | None = None) -> str:
-        collective = None
-        if self.engines:
-            from acl_dist.train.deepspeed_engines import save_engines
-
-            def collective(tmp_dir: str) -> None:
-                save_engines(self.engines, os.path.join(tmp_dir, "deepspeed"))
         with self._full_parameters(self.method.nets.values()):  # ZeRO-3: whole weights, for sample/eval too
             state = self.state_dict() if self.is_main else {}
-        return self.checkpoints.save(name or f"step-{self.step:08d}", state, collective)
+        return self.checkpoints.save(name or f"step-{self.step:08d}", state, self.updates.save)
 
     def _write_run_files(self) -> None:
         if self.is_main:

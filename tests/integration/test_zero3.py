@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from acl_dist.config import ConfigError, load_recipe
-from acl_dist.methods import method_names
-from acl_dist.methods.base import method_class
+from acl_dist.methods.registry import method_names
+from acl_dist.methods.registry import method_class
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.integration.test_multiprocess_training import ACCELERATE, _env
 

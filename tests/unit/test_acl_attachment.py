@@ -194,8 +194,8 @@ def test_phase_metrics_are_means_over_repeats(tiny_recipe):
 def test_betas_per_net_give_the_acl_module_its_own_adam(tiny_recipe):
     trainer = Trainer(tiny_recipe("acl_gan_gp", "optim.beta1=0.0", "optim.beta2=0.9",
                                   "optim.betas_per_net={Gz: [0.5, 0.99]}"))
-    assert trainer.optimizers["Gz"].param_groups[0]["betas"] == (0.5, 0.99)
-    assert trainer.optimizers["Gx"].param_groups[0]["betas"] == (0.0, 0.9)
+    assert trainer.updates.optimizers["Gz"].param_groups[0]["betas"] == (0.5, 0.99)
+    assert trainer.updates.optimizers["Gx"].param_groups[0]["betas"] == (0.0, 0.9)
 
 
 @pytest.mark.parametrize("value, match", [("{Q: [0.5, 0.9]}", "no net"), ("{Gz: [0.5]}", "two numbers"),

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 
 from acl_dist.cli import main
 from acl_dist.config import ConfigError, load_recipe
@@ -16,7 +17,7 @@ RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recurs
 
 
 def test_there_are_recipes_for_every_method():
-    from acl_dist.methods import method_names
+    from acl_dist.methods.registry import method_names
 
     names = set()
     for path in RECIPES:
@@ -50,7 +51,15 @@ def _shard_free(path):
     (["train.steps=ten"], "train.steps", "expected an integer"),
     (["model.resolution=96"], "model.resolution", "not a power of two"),
     (["model.resolution=2048"], "model.resolution", "outside"),
-    (["method.name=vae", "method.gp_weight=10"], "method.gp_weight", "no image critic"),
+    (["method.name=vae", "method.gp_weight=10"], "method.gp_weight", "vae has no option 'gp_weight'"),
+    (["method.name=acl_gan", "method.kl_weight=5"], "method.kl_weight", "acl_gan has no option"),
+    (["method.name=acl_gan", "method.info_weight=5"], "method.info_weight", "would be ignored"),
+    (["method.name=infogan", "method.gp_weight=10"], "method.gp_weight", "infogan has no option"),
+    (["method.name=gan", "method.cls_weight=1"], "method.cls_weight", "gan has no option"),
+    (["method.name=gann"], "method.name", "unknown method"),
+    (["method.name=acl_gan", "method.code_loss=hinge"], "method.code_loss", "not one of"),
+    (["method.name=infogan", "method.info_categorical=[1]"], "method.info_categorical", "at least 2"),
+    (["method.name=wgan_gp", "method.gp_every=0"], "method.gp_every", "positive"),
     (["method.name=wgan_gp", "model.d_norm=batch"], "model.d_norm", "batch norm"),
     (["data.source=shards"], "data.shards", "missing"),
     (["data.source=shards", "data.shards=/nonexistent/s-{0..3}.tar"], "data.shards", "not found"),
@@ -71,7 +80,8 @@ def test_bad_recipes_name_the_key_path(overrides, path, words):
 
 
 def test_overrides_are_parsed_as_yaml_values():
-    recipe = load_recipe(None, ["optim.lr=1e-3", "data.flip=true", "method.info_categorical=[4, 5]"])
+    recipe = load_recipe(None, ["optim.lr=1e-3", "data.flip=true", "method.name=infogan",
+                                "method.info_categorical=[4, 5]"])
     assert recipe.optim.lr == pytest.approx(1e-3)
     assert recipe.data.flip is True
     assert recipe.method.info_categorical == [4, 5]
@@ -87,10 +97,44 @@ def test_cli_exits_2_with_the_key_path_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_dry_run_prints_the_resolved_recipe(capsys):
+def test_dry_run_prints_the_resolved_recipe_with_only_the_methods_own_options(capsys):
     assert main(["train", os.path.join(REPO, "recipes/digits/acl_gan_gp.yaml"), "train.steps=7", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "steps: 7" in out and "name: acl_gan_gp" in out
+    assert "steps: 7" in out
+    method = yaml.safe_load(out)["method"]
+    assert list(method)[0] == "name" and method["name"] == "acl_gan_gp"
+    assert {"lambda_rec", "code_generator", "gp_weight"} <= set(method)
+    assert not {"kl_weight", "info_weight", "cls_weight", "info_categorical"} & set(method)
+    assert main(["train", os.path.join(REPO, "recipes/digits/vae.yaml"), "--dry-run"]) == 0
+    assert set(yaml.safe_load(capsys.readouterr().out)["method"]) == {"name", "prior", "prior_modes", "prior_radius",
+                                                                        "prior_std", "kl_weight"}
+
+
+def test_inapplicable_option_exits_2_naming_the_key(capsys):
+    assert main(["train", os.path.join(REPO, "recipes/digits/acl_gan.yaml"), "method.kl_weight=5", "--dry-run"]) == 2
+    assert "method.kl_weight: acl_gan has no option 'kl_weight'" in capsys.readouterr().err
+
+
+def test_every_method_declares_the_nets_it_builds():
+    """Validation reads ``net_names`` instead of building nets; it must be what ``__init__`` builds."""
+    from acl_dist.methods.registry import build_method, method_class, method_names
+    from tests.conftest import tiny_overrides
+
+    for name in method_names():
+        recipe = load_recipe(None, tiny_overrides(name, "/tmp/x"))
+        assert tuple(build_method(recipe).nets) == method_class(name).net_names, name
+
+
+def test_recipe_saved_by_an_older_version_still_loads_from_a_checkpoint():
+    """Checkpoints of older versions stored every method's options in one flat section."""
+    from acl_dist.config import recipe_from_dict, to_dict
+
+    data = to_dict(load_recipe(os.path.join(REPO, "recipes/digits/acl_gan.yaml")))
+    data["method"].update(kl_weight=1.0, info_weight=1.0, cls_weight=1.0)
+    recipe = recipe_from_dict(data, strict=False)
+    assert recipe.method.name == "acl_gan" and not hasattr(recipe.method, "kl_weight")
+    with pytest.raises(ConfigError, match="method.cls_weight"):
+        recipe_from_dict(data)
 
 
 def test_missing_recipe_file_is_a_config_error(capsys):

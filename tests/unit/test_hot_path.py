@@ -14,7 +14,7 @@ import logging
 import pytest
 import torch
 
-from acl_dist.methods import method_names
+from acl_dist.methods.registry import method_names
 from acl_dist.train.trainer import Trainer, TrainingError
 
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
@@ -65,7 +65,7 @@ def test_non_finite_loss_is_skipped_on_the_device_without_reading_it(tiny_recipe
     batches = iter(trainer.stream)
     trainer.run_step(batches, {})  # optimizer states exist from here
     d_params = lambda: [p.detach().clone() for p in trainer.method.nets["D"].parameters()]  # noqa: E731
-    d_opt = trainer.optimizers["D"]
+    d_opt = trainer.updates.optimizers["D"]
     before, steps_before = d_params(), [s["step"].clone() for s in d_opt.state.values()]
     with host_reads_forbidden(monkeypatch) as reads:
         trainer.run_step(batches, {})
@@ -130,7 +130,7 @@ def test_cuda_graphs_auto_trains_eagerly_where_it_cannot_graph_and_says_why(tiny
         trainer = Trainer(tiny_recipe("wgan_gp"))  # auto is the default
     assert trainer.recipe.train.cuda_graphs == "auto" and trainer.graphed is None
     assert "CUDA graphs off: it runs on cpu" in caplog.text
-    assert not any(g["capturable"] for opt in trainer.optimizers.values() for g in opt.param_groups)
+    assert not any(g["capturable"] for opt in trainer.updates.optimizers.values() for g in opt.param_groups)
 
 
 def test_compile_runs_penalty_double_backward_eagerly(tiny_recipe):

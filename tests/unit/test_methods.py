@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from acl_dist.methods import method_names
+from acl_dist.methods.registry import method_names
 from acl_dist.train.trainer import Trainer
 
 ALL = method_names()

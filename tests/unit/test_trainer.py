@@ -77,7 +77,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
     trainer = Trainer(load_recipe(os.path.join(REPO, "recipes/digits/acl_ae.yaml"), ov))
     assert trainer.step == state["step"] > 0
-    for name, opt in trainer.optimizers.items():
+    for name, opt in trainer.updates.optimizers.items():
         saved = state["optimizers"][name]["state"]
         assert opt.state_dict()["state"][0]["step"] == saved[0]["step"]
         assert torch.equal(opt.state_dict()["state"][0]["exp_avg"], saved[0]["exp_avg"])

@@ -1,0 +1,70 @@
+"""What a recipe can run with, each rule written once: validation refuses a recipe with it before any process
+starts, and the trainer (or ``cuda_graphs``) applies the same rule at start, when device and process count
+are known. Plain functions of the recipe: nothing here builds or imports the training machinery.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from acl_dist.config import Recipe
+
+DEEPSPEED_LAYOUT = ("DeepSpeed engines broadcast parameters as bytes, which needs the default memory layout; "
+                    "use train.channels_last: auto or never under DeepSpeed")
+
+
+def cuda_graph_conflict(recipe: Recipe) -> str | None:
+    """Why the recipe alone rules CUDA graphs out (None: it does not; device and processes are checked at
+    start, in ``cuda_graphs.unsupported_reason``)."""
+    t = recipe.train
+    if t.mixed_precision == "fp16":
+        return ("fp16's GradScaler decides on the host when to skip and rescale, which a CUDA graph cannot "
+                "replay; use train.mixed_precision: bf16 or no")
+    if t.compile:
+        return "train.compile is on (train.compile and train.cuda_graphs are alternatives; pick one)"
+    if recipe.launch.deepspeed:
+        return "DeepSpeed engines step on the host; drop launch.deepspeed or train.cuda_graphs"
+    return None
+
+
+def channels_last_wanted(recipe: Recipe, device_type: str, vector_data: bool) -> bool:
+    """``train.channels_last`` for image nets: ``auto`` takes NHWC on the CPU, where oneDNN's NHWC convolutions
+    made a whole acl_gan_gp step 1.2x faster (benchmarks/train_step.py), and not on CUDA, where it measured
+    no gain (H200, eager, 64x64 bf16); never under DeepSpeed (``DEEPSPEED_LAYOUT``: ``always`` is refused
+    there by validation) or for vector data."""
+    mode = recipe.train.channels_last
+    if vector_data or mode == "never":
+        return False
+    return mode == "always" or (device_type == "cpu" and not recipe.launch.deepspeed)
+
+
+def deepspeed_conflict(recipe: Recipe, zero_stage: int) -> tuple[str, str] | None:
+    """(key path, why) for the first setting DeepSpeed engines cannot run with (None: none)."""
+    t = recipe.train
+    if t.mixed_precision == "fp16":
+        return "train.mixed_precision", ("fp16 needs one GradScaler shared by all phases, which DeepSpeed "
+                                         "engines do not share; use bf16 under DeepSpeed")
+    if t.compile:
+        return "train.compile", ("DeepSpeed engines wrap the nets themselves and are not compiled here; set "
+                                 "train.compile: false under DeepSpeed")
+    if t.channels_last == "always":
+        return "train.channels_last", DEEPSPEED_LAYOUT
+    if zero_stage == 3:
+        return _zero3_conflict(recipe)
+    return None
+
+
+def _zero3_conflict(recipe: Recipe) -> tuple[str, str] | None:
+    """ZeRO-3 releases each parameter's gathered copy after its use in a backward pass, so a gradient
+    penalty's second backward through the critic finds empty weights (DeepSpeed issue #3539: ZeRO-3 does not
+    support backpropagating twice through one forward)."""
+    from acl_dist.methods.registry import method_class
+
+    keys = method_class(recipe.method.name).penalty_keys(recipe.method)
+    if not keys:
+        return None
+    return "launch.deepspeed", (f"ZeRO-3 cannot train {recipe.method.name} with its gradient penalty "
+                                f"({', '.join(keys)} > 0): the penalty backpropagates twice through the critic, "
+                                "and ZeRO-3 frees the gathered weights after the first pass (DeepSpeed issue "
+                                "#3539). Use ZeRO-1/2 (launch/deepspeed/zero2.json), which train every method")
