@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 with open("requirements.txt") as f:
     requirements = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
-runtime = [r for r in requirements if not r.startswith("pytest")]
+runtime = [r for r in requirements if not r.startswith(("pytest", "ruff"))]  # test tools are not dependencies
 
 setup(
     name="acl_dist",
@@ -14,6 +14,6 @@ setup(
     package_data={"acl_dist": ["eval/weights/*.pt"]},
     python_requires=">=3.10",
     install_requires=runtime,
-    extras_require={"deepspeed": ["deepspeed==0.19.8"], "test": ["pytest==9.2.0"]},
+    extras_require={"deepspeed": ["deepspeed==0.19.8"], "test": ["pytest==9.2.0", "ruff==0.17.6"]},
     entry_points={"console_scripts": ["acl-dist=acl_dist.cli:main"]},
 )

@@ -21,8 +21,6 @@ from acl_dist.errors import ConfigError  # noqa: F401  (re-exported: recipes and
 from acl_dist.methods.options import MethodOptions
 
 
-
-
 @dataclass
 class RunConfig:
     """Where a run writes and how it starts."""
@@ -101,7 +99,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
     channels_last: str = "auto"  # auto | always | never: NHWC conv nets; auto = on the CPU (1.2x there), not CUDA
-    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (acl_dist/train/cuda_graphs.py)
+    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (train/cuda_graphs.py)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import os
-
 from typing import TYPE_CHECKING
 
 from acl_dist.errors import ConfigError
@@ -27,7 +26,8 @@ CHOICES = {
     "launch.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
-            "model.mlp_hidden", "model.num_classes", "train.steps", "train.batch_size", "train.log_every", "train.sample_every", "train.max_bad_steps",
+            "model.mlp_hidden", "model.num_classes", "train.steps", "train.batch_size", "train.log_every",
+            "train.sample_every", "train.max_bad_steps",
             "eval.num_samples", "eval.batch_size", "launch.num_processes", "launch.num_machines",
             "data.toy_modes", "data.toy_samples")
 VECTOR_METHODS = ("gan", "wgan_gp", "vae", "aae", "arae", "acl_ae", "acl_gan", "acl_gan_gp")

@@ -54,9 +54,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from acl_dist.config import DataConfig
-from acl_dist.errors import DataError
 from acl_dist.data.shards import IMAGE_EXTENSIONS, MANIFEST_NAME, Manifest, center_crop_resize
 from acl_dist.data.tar_reader import TarError, shard_samples
+from acl_dist.errors import DataError
 
 logger = logging.getLogger(__name__)
 

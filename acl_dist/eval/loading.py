@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from acl_dist.train.checkpoint import load_state, resolve_checkpoint
 from acl_dist.config import Recipe, recipe_from_dict
 from acl_dist.data import data_dim
 from acl_dist.errors import CheckpointError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
-from acl_dist.methods.registry import build_method
 from acl_dist.methods.base import Method
+from acl_dist.methods.registry import build_method
+from acl_dist.train.checkpoint import load_state, resolve_checkpoint
 
 
 @dataclass

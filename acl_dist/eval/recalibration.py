@@ -20,7 +20,6 @@ from acl_dist.config import Recipe
 from acl_dist.methods.base import Method
 from acl_dist.nets.norms import recalibrate_batch_norms
 
-
 SEED_OFFSET = 90_001  # added to run.seed: the noise that re-estimates batch norms before sampling
 
 

@@ -32,10 +32,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from acl_dist import losses
-from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
-from acl_dist.methods.common import (Adversary, CodeLearningPhases, build_acl_module, build_discriminator,
-                                     build_encoder, build_generator, maybe_standardized)
 from acl_dist.errors import ConfigError
+from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
+from acl_dist.methods.common import (
+    Adversary,
+    CodeLearningPhases,
+    build_acl_module,
+    build_discriminator,
+    build_encoder,
+    build_generator,
+    maybe_standardized,
+)
 from acl_dist.methods.options import AdversarialOptions, CodeGANOptions, choose
 from acl_dist.nets import ConvClassifier
 from acl_dist.nets.norms import running_stats_frozen

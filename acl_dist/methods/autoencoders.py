@@ -20,9 +20,14 @@ from torch import Tensor, nn
 
 from acl_dist import losses
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
+from acl_dist.methods.common import (
+    CodeLearningPhases,
+    build_acl_module,
+    build_encoder,
+    build_generator,
+    maybe_standardized,
+)
 from acl_dist.methods.options import GAN_LOSSES, AutoencoderOptions, CodeGANOptions, MethodOptions, choose, positive
-from acl_dist.methods.common import (CodeLearningPhases, build_acl_module, build_encoder, build_generator,
-                                     maybe_standardized)
 from acl_dist.nets import CodeDiscriminator
 from acl_dist.ops.gradient_penalty import gradient_penalty
 

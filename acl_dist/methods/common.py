@@ -13,8 +13,16 @@ from torch import Tensor, nn
 
 from acl_dist import losses
 from acl_dist.methods.base import Batch, Metrics, Phase, StepContext, metrics
-from acl_dist.nets import (CodeDiscriminator, CodeGenerator, ConvDiscriminator, ConvEncoder, ConvGenerator,
-                           MLP, MLPDiscriminator, StandardizedCode)
+from acl_dist.nets import (
+    MLP,
+    CodeDiscriminator,
+    CodeGenerator,
+    ConvDiscriminator,
+    ConvEncoder,
+    ConvGenerator,
+    MLPDiscriminator,
+    StandardizedCode,
+)
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_penalty
 from acl_dist.stats import code_mmd2
 

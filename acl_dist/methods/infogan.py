@@ -8,11 +8,11 @@ trunk learn to read the codes; ``G`` (G) — the generator loss plus lambda * L_
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from dataclasses import dataclass, field
+from torch import Tensor
 
 from acl_dist import losses
 from acl_dist.errors import ConfigError

@@ -2,7 +2,7 @@
 the ACL module (Gz, Dc) and the ACL-SGAN classifier."""
 
 from acl_dist.nets.acl import CodeDiscriminator, CodeGenerator, StandardizedCode
-from acl_dist.nets.conv import ConvDiscriminator, ConvEncoder, ConvGenerator, ConvClassifier
+from acl_dist.nets.conv import ConvClassifier, ConvDiscriminator, ConvEncoder, ConvGenerator
 from acl_dist.nets.mlp import MLP, MLPDiscriminator
 
 __all__ = [

@@ -12,13 +12,13 @@ import os
 
 import torch
 
-from acl_dist.train.checkpoint import complete_checkpoints
 from acl_dist.data.memory import toy_tensors
 from acl_dist.eval.loading import load_run
 from acl_dist.priors import mixture_centers
 from acl_dist.repro.jobs import Job, run_jobs
 from acl_dist.repro.report import mean_std, write_report
 from acl_dist.repro.stats import MMD_BANDWIDTHS, mmd2, mode_coverage
+from acl_dist.train.checkpoint import complete_checkpoints
 
 PRIORS = {"1-mode prior": "recipes/toy/acl_ae_prior1.yaml", "4-mode prior": "recipes/toy/acl_ae_prior4.yaml"}
 POINTS = 1000  # points per set for MMD and the scatter plots

@@ -6,7 +6,6 @@ import json
 import os
 import time
 
-import torch
 from torch import Tensor
 
 

@@ -8,7 +8,6 @@ the run directory.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -20,18 +19,26 @@ import torch
 from torch import Tensor, nn
 
 from acl_dist import distributed
-from acl_dist.train.checkpoint import (CheckpointWriter, RunLock, StopSignal, checkpoint_mismatches,
-                                       latest_checkpoint, load_state, recipe_differences, set_rng_state)
 from acl_dist.config import Recipe, dump_recipe, to_dict
-from acl_dist.train.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.data import build_stream, data_dim
-from acl_dist.train.ema import EMA
 from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, TrainingError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext
 from acl_dist.methods.registry import build_method
-from acl_dist.train.outputs import MetricsLog, save_samples
 from acl_dist.train import rules
+from acl_dist.train.checkpoint import (
+    CheckpointWriter,
+    RunLock,
+    StopSignal,
+    checkpoint_mismatches,
+    latest_checkpoint,
+    load_state,
+    recipe_differences,
+    set_rng_state,
+)
+from acl_dist.train.cuda_graphs import GraphedStep, use_cuda_graphs
+from acl_dist.train.ema import EMA
+from acl_dist.train.outputs import MetricsLog, save_samples
 from acl_dist.train.update import DeepSpeedUpdates, OptimizerUpdates, Updates
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import torch
 
-from tests.conftest import PYTHON, REPO, tiny_overrides
+from tests.conftest import REPO, tiny_overrides
 from tests.integration.test_multiprocess_training import ACCELERATE, _env
 
 

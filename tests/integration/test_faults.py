@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from acl_dist.train import checkpoint as checkpoint_module
-from acl_dist.train.checkpoint import complete_checkpoints, latest_checkpoint, load_state, verify_safe
 from acl_dist.config import load_recipe
 from acl_dist.errors import CheckpointError, DataError, RunDirectoryBusy, RunWriteError
+from acl_dist.train import checkpoint as checkpoint_module
+from acl_dist.train.checkpoint import complete_checkpoints, latest_checkpoint, load_state, verify_safe
 from acl_dist.train.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.unit.test_stream import make_shards
@@ -367,3 +367,13 @@ def test_options_and_overrides_mix_in_any_order(tmp_path):
 
 def test_bad_override_is_exit_2_in_one_line(tmp_path):
     _one_line_error(_cli("train", RECIPE, "model.resolution=96", f"run.out_dir={tmp_path}"), 2, "model.resolution")
+
+
+def test_bad_recipe_file_is_exit_2_with_the_key_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  resolution: 96\n")
+    proc = subprocess.run([PYTHON, "-m", "acl_dist", "train", str(bad)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert "model.resolution: 96 is not a power of two" in proc.stderr
+    assert "Traceback" not in proc.stderr

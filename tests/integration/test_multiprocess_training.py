@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from acl_dist.train.checkpoint import latest_checkpoint, load_state
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
@@ -22,9 +20,9 @@ def _env():
 
 
 def _check_run(run_dir, steps):
-    lines = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+    lines = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
     assert lines[-1]["step"] == steps
-    assert all(l["rank_divergence"] == 0.0 for l in lines), "ranks hold different parameters"
+    assert all(line["rank_divergence"] == 0.0 for line in lines), "ranks hold different parameters"
     state, rng = load_state(latest_checkpoint(run_dir), 1)
     assert state["world_size"] == 2 and rng is not None  # rank 1 wrote its RNG state: two processes ran
 

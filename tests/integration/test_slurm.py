@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import re
+import subprocess
 import time
 
 import pytest
@@ -113,7 +113,7 @@ def test_two_node_training_job_trains_in_one_process_group(slurm_cluster, tmp_pa
     text = open(log).read()
     assert state == "COMPLETED", text[-4000:]
     lines = _metrics(run_dir)
-    assert lines[-1]["step"] == 6 and all(l["rank_divergence"] == 0.0 for l in lines)
+    assert lines[-1]["step"] == 6 and all(line["rank_divergence"] == 0.0 for line in lines)
     ckpt = latest_checkpoint(run_dir)
     saved, rng = load_state(ckpt, 1)
     assert saved["world_size"] == 2 and rng is not None  # rank 1 (second slurmd) wrote its RNG state
@@ -126,7 +126,7 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
     started = time.time()
     total = 300
     job_id, run_dir, log = _submit(tmp_path, total, "train.log_every=5")
-    _wait("training to be under way", lambda: any(l["step"] >= 10 for l in _metrics(run_dir)), 180, job_id, log)
+    _wait("training to be under way", lambda: any(line["step"] >= 10 for line in _metrics(run_dir)), 180, job_id, log)
     _run("scancel", "--signal=USR1", "--batch", job_id)
     _release(job_id, log)
     state = _wait("the requeued job to finish", lambda: _finished(job_id), 240, job_id, log)

@@ -20,8 +20,8 @@ import time
 import pytest
 import torch
 
-from acl_dist.train.checkpoint import latest_checkpoint
 from acl_dist.config import load_recipe
+from acl_dist.train.checkpoint import latest_checkpoint
 from acl_dist.train.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.integration.test_multiprocess_training import ACCELERATE, _env

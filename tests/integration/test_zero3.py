@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from acl_dist.config import ConfigError, load_recipe
-from acl_dist.methods.registry import method_names
-from acl_dist.methods.registry import method_class
+from acl_dist.methods.registry import method_class, method_names
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.integration.test_multiprocess_training import ACCELERATE, _env
 

@@ -1,5 +1,8 @@
 """media.py against the real ffmpeg binary: encode, decode, resample, crop/resize, errors with ffmpeg's stderr."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -56,9 +59,35 @@ def test_errors_carry_ffmpeg_stderr(tmp_path):
         media.encode_video([np.zeros((4, 4, 3), np.uint8), np.zeros((6, 4, 3), np.uint8)], tmp_path / "y.mp4")
 
 
-def test_early_stop_does_not_hang(tmp_path):
+def _ffmpeg_children() -> set[int]:
+    """Live (not yet reaped) ffmpeg processes started by this one."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                name, rest = f.read().rsplit(")", 1)
+            if int(rest.split()[1]) == me and "ffmpeg" in name:
+                found.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_early_stop_does_not_hang_and_leaves_no_ffmpeg(tmp_path):
     path = tmp_path / "v.mp4"
-    media.encode_video(_frames(30), path, fps=10)
+    media.encode_video(_frames(300, 64, 64), path, fps=10)  # far more than one pipe buffer of frames
     gen = media.decode_video(path)
-    next(gen)
-    gen.close()  # kills ffmpeg; must return promptly and raise nothing
+    first = next(gen)
+    assert first.shape == (64, 64, 3)
+    running = _ffmpeg_children()
+    assert running, "decoding runs an ffmpeg process"
+    old = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("closing the decoder hung"))
+    signal.alarm(20)
+    try:
+        gen.close()  # kills ffmpeg; must return promptly and raise nothing
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert not running & _ffmpeg_children(), "ffmpeg was left running or unreaped"

@@ -57,7 +57,7 @@ def image_folder(tmp_path):
 def test_folder_source_png_exact(image_folder, tmp_path):
     root, arrays = image_folder
     src = FolderSource(root)
-    manifest = write_shards(src, tmp_path / "out", max_count=2, progress=False, class_names=src.class_names)
+    write_shards(src, tmp_path / "out", max_count=2, progress=False, class_names=src.class_names)
     assert sorted(os.path.basename(s.path) for s in src.skipped) == ["broken.jpg", "notes.png"]
     m, got = read_back(tmp_path / "out")
     assert m.count == 4 and [s.count for s in m.shards] == [2, 2]

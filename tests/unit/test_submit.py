@@ -60,8 +60,8 @@ def test_render_default_job(recipe):
 def test_sbatch_lines_come_before_the_first_command(recipe):
     # sbatch stops reading #SBATCH at the first line that is neither a comment nor blank.
     lines = sub.render_sbatch(recipe, time="10").splitlines()
-    first_command = next(i for i, l in enumerate(lines) if l.strip() and not l.startswith("#"))
-    assert max(i for i, l in enumerate(lines) if l.startswith("#SBATCH")) < first_command
+    first_command = next(i for i, line in enumerate(lines) if line.strip() and not line.startswith("#"))
+    assert max(i for i, line in enumerate(lines) if line.startswith("#SBATCH")) < first_command
 
 
 def test_hostile_values_come_through_unchanged_and_never_run(recipe, tmp_path):
@@ -126,7 +126,7 @@ def test_command_port_config_and_output(recipe, tmp_path):
     assert _bash_args(script) == ["--config_file", "launch/deepspeed_zero2.yaml", "--multi_gpu", "payload.py",
                                   "a b"]
     assert f"--output={tmp_path / 'log %j.out'}" in _sbatch_options(script)
-    env = subprocess.run(["bash", "-c", "\n".join(l for l in script.splitlines() if l.startswith("export "))
+    env = subprocess.run(["bash", "-c", "\n".join(line for line in script.splitlines() if line.startswith("export "))
                           + '\necho "$ACL_DIST_PYTHON|$ACL_DIST_PORT|$ACL_DIST_REQUEUE"'],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert env == "/opt/py thon/bin/python|23456|0"
