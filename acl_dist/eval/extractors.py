@@ -161,8 +161,9 @@ def _clip_state_dict(path: str) -> dict[str, torch.Tensor]:
             scripted = any(n.endswith("constants.pkl") for n in z.namelist())  # how torch.load tells TorchScript
     if not scripted:
         return torch.load(path, map_location="cpu", weights_only=True)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # TorchScript is deprecated; these files will stay TorchScript
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
         return dict(torch.jit.load(path, map_location="cpu").state_dict())
 
 
