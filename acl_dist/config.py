@@ -106,10 +106,14 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation during training and in `acl-dist eval`."""
 
-    every: int = 0  # FID every N steps (0: never during training)
-    num_samples: int = 2000  # generated samples per FID (split across ranks)
-    feature_extractor: str = "digits-cnn"  # digits-cnn (shipped) | inception-v3-compat (torch-fidelity)
-    feature_extractor_weights_path: str = ""  # local Inception weights; else torch's cache; never downloaded
+    every: int = 0  # evaluate every N steps (0: never during training)
+    metrics: list[str] = field(default_factory=lambda: ["fid"])  # fid | kid | isc (needs class logits) | prc
+    num_samples: int = 2000  # generated samples per evaluation (split across ranks)
+    feature_extractor: str = "digits-cnn"  # digits-cnn (shipped) | inception-v3-compat | fd-dinov2 | clip
+    feature_extractor_weights_path: str = ""  # Inception/DINOv2/CLIP weights file; else torch hub cache; no download
+    kid_subsets: int = 100  # KID: random subsets averaged (torch-fidelity's default)
+    kid_subset_size: int = 1000  # KID: samples per subset, capped at the smaller sample count
+    prc_neighborhood: int = 3  # precision/recall: k of the k-nearest-neighbour balls (torch-fidelity's default)
     batch_size: int = 100  # generation/extraction batch per rank
     parzen: bool = False  # also Parzen-window log-likelihood (GAN paper)
     bn_recalibration: int = 0  # batches of samples re-estimating sampling nets' batch norms before grids/FID; 0: off

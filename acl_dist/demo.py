@@ -16,13 +16,10 @@ DEMO_RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def _last_fid(run_dir: str) -> tuple[int, float, float] | None:
-    """(step, FID, best FID) from the run's fid.csv, or None when FID never ran."""
-    from acl_dist.eval.pictures import read_curve
+    """(step, FID, best FID) from the run's eval.csv, or None when FID never ran."""
+    from acl_dist.eval.tracker import read_history
 
-    path = os.path.join(run_dir, "fid.csv")
-    if not os.path.isfile(path):
-        return None
-    rows = read_curve(path)
+    rows = [r for r in read_history(run_dir) if "fid" in r]
     if not rows:
         return None
     return int(rows[-1]["step"]), rows[-1]["fid"], min(r["fid"] for r in rows)
@@ -61,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print("  FID            : not evaluated (eval.every is 0)")
     else:
         step, value, best = fid
-        print(f"  FID curve      : {os.path.join(run, 'fid.png')}")
+        print(f"  metric curves  : {os.path.join(run, 'eval.png')} ({os.path.join(run, 'eval.csv')})")
         print(f"digits FID (digits-cnn features, {recipe.eval.num_samples} samples, EMA generator) at step "
               f"{step}: {value:.2f} (best {best:.2f})")
     return 0

@@ -1,4 +1,4 @@
-"""Everything that crosses processes during training, in one place (the trainer's only collective helpers).
+"""Everything that crosses processes, in one place: the trainer's collectives and evaluation's.
 
 Gradients are averaged explicitly after each phase's backward, as stylegan2-ada-pytorch does, rather than by
 DistributedDataParallel hooks: a GAN phase freezes some nets, reuses others across phases, backpropagates
@@ -17,6 +17,20 @@ from torch import Tensor, nn
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the default process group, (0, 1) when there is none."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def comm_device() -> torch.device:
+    """Where tensors must be to cross processes: NCCL moves CUDA tensors only; gloo takes CPU tensors."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
@@ -106,3 +120,73 @@ def leave_process_group(wait_for_others: bool) -> None:
     if wait_for_others:
         dist.barrier()
     dist.destroy_process_group()
+
+
+# -- evaluation: sums, broadcasts and a gather to rank 0 -------------------------------------------------
+
+
+def sum_across_ranks(t: Tensor) -> Tensor:
+    """Element-wise sum of ``t`` over ranks (one all-reduce), on the CPU; ``t`` itself without a process group."""
+    if not is_distributed():
+        return t
+    flat = t.to(comm_device()).clone()
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    return flat.cpu()
+
+
+def broadcast_tensor(t: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, src: int = 0) -> Tensor:
+    """Rank ``src``'s tensor (of ``shape`` and ``dtype``) on every rank, on the CPU; other ranks pass None."""
+    if not is_distributed():
+        assert t is not None
+        return t
+    if dist.get_rank() == src:
+        buf = t.to(device=comm_device(), dtype=dtype).contiguous()
+    else:
+        buf = torch.zeros(shape, dtype=dtype, device=comm_device())
+    dist.broadcast(buf, src=src)
+    return buf.cpu()
+
+
+def broadcast_floats(values: list[float] | None, count: int, src: int = 0) -> list[float]:
+    """Rank ``src``'s ``count`` floats on every rank (float64, so a float survives exactly)."""
+    local = torch.tensor(values, dtype=torch.float64) if values is not None else None
+    return broadcast_tensor(local, (count,), torch.float64, src).tolist()
+
+
+def broadcast_float(value: float | None, src: int = 0) -> float:
+    """Rank ``src``'s float on every rank (identity without a process group)."""
+    return broadcast_floats(None if value is None else [float(value)], 1, src)[0]
+
+
+def gather_rows_to_main(rows: Tensor, chunk_rows: int = 4096) -> Tensor | None:
+    """Every rank's ``rows`` [n_r, d], concatenated in rank order as float32 [sum n_r, d] on rank 0; None elsewhere.
+
+    Why rank 0 only, and in chunks: KID and precision/recall need the feature vectors themselves, which have no
+    small summary. Rank 0 receives them all, N·d float32 numbers (4·N·d bytes: 10,000 Inception features are
+    82 MB; a share shorter than the longest is padded, at most one row per rank when shares are even), in
+    rounds of at most ``chunk_rows`` rows per rank, so rank 0 stages at most world·chunk_rows·d numbers at once
+    besides the result. The other ranks send their rows and receive only the row counts (one number per
+    rank). Rows may differ in count between ranks (a share of N is not always even); ``d`` may not.
+    """
+    rows = rows.detach().float()  # [n_r, d]
+    if not is_distributed():
+        return rows.cpu()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device, dim = comm_device(), rows.shape[1]
+    counts = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor([rows.shape[0]], dtype=torch.int64, device=device))
+    counts = [int(c.item()) for c in counts]
+    parts: list[list[Tensor]] = [[] for _ in range(world)]
+    for start in range(0, max(counts), chunk_rows):
+        size = min(chunk_rows, max(counts) - start)  # rows of the longest share this round; others pad to it
+        piece = torch.zeros(size, dim, dtype=torch.float32, device=device)
+        mine = rows[start : start + size]
+        piece[: len(mine)] = mine.to(device)
+        bucket = [torch.empty_like(piece) for _ in range(world)] if rank == 0 else None
+        dist.gather(piece, bucket, dst=0)
+        if rank == 0:
+            for r, got in enumerate(bucket):
+                parts[r].append(got[: max(0, min(size, counts[r] - start))].cpu())
+    if rank != 0:
+        return None
+    return torch.cat([torch.cat(p) if p else torch.zeros(0, dim) for p in parts])

@@ -22,13 +22,14 @@ CHOICES = {
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "train.cuda_graphs": ("auto", "always", "never"),
     "train.channels_last": ("auto", "always", "never"),
-    "eval.feature_extractor": ("digits-cnn", "inception-v3-compat"),
+    "eval.feature_extractor": ("digits-cnn", "inception-v3-compat", "fd-dinov2", "clip"),
     "launch.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
             "model.mlp_hidden", "model.num_classes", "train.steps", "train.batch_size", "train.log_every",
-            "train.sample_every", "train.max_bad_steps",
-            "eval.num_samples", "eval.batch_size", "launch.num_processes", "launch.num_machines",
+            "train.sample_every", "train.max_bad_steps", "eval.num_samples", "eval.batch_size",
+            "eval.kid_subsets", "eval.kid_subset_size", "eval.prc_neighborhood", "launch.num_processes",
+            "launch.num_machines",
             "data.toy_modes", "data.toy_samples")
 VECTOR_METHODS = ("gan", "wgan_gp", "vae", "aae", "arae", "acl_ae", "acl_gan", "acl_gan_gp")
 
@@ -50,6 +51,7 @@ def validate(recipe: Recipe) -> None:
     _check_method(recipe)
     _check_data(recipe)
     _check_train(recipe)
+    check_metrics(recipe.eval.metrics, recipe.eval.feature_extractor)
 
 
 def _check_model(recipe: Recipe) -> None:
@@ -128,6 +130,27 @@ def _check_local_shards(pattern: str) -> None:
     if not paths or missing:
         raise ConfigError("data.shards", f"{len(missing) or 'no'} shard file(s) not found, e.g. "
                           f"{(missing or [pattern])[0]}")
+
+
+def check_metrics(metrics: list[str], extractor: str) -> None:
+    """``eval.metrics`` names known metrics, once each, that ``extractor`` can compute (IS needs class logits).
+
+    Shared with ``acl-dist eval --metrics``, which checks the same list the same way.
+    """
+    from acl_dist.eval.metrics import METRICS, extractor_layers  # torch-fidelity's import, only when checking
+
+    if not metrics:
+        raise ConfigError("eval.metrics", f"empty; name at least one of {', '.join(METRICS)}")
+    for i, name in enumerate(metrics):
+        if name not in METRICS:
+            raise ConfigError(f"eval.metrics[{i}]", f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+        if name in metrics[:i]:
+            raise ConfigError(f"eval.metrics[{i}]", f"{name} is listed twice")
+        if name == "isc":
+            try:
+                extractor_layers(extractor, [name])
+            except ValueError as err:
+                raise ConfigError(f"eval.metrics[{i}]", f"{err}; eval.feature_extractor is {extractor}") from None
 
 
 def _check_train(recipe: Recipe) -> None:

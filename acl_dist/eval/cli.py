@@ -1,8 +1,9 @@
-"""`acl-dist sample RUN_OR_CKPT` (pictures and videos) and `acl-dist eval RUN_OR_CKPT` (FID, Parzen).
+"""`acl-dist sample RUN_OR_CKPT` (pictures and videos) and `acl-dist eval RUN_OR_CKPT` (FID, KID, IS, PRC, Parzen).
 
 Both read a run directory (its newest complete checkpoint) or one checkpoint directory, on CPU or GPU.
 `eval` runs on as many processes as it is launched with (`accelerate launch -m acl_dist eval RUN`): each rank
-generates its share and only feature statistics are reduced (see ``acl_dist.eval.fid``).
+generates its share; FID's statistics are reduced, KID/PRC features and IS logits gathered to rank 0 only
+(see ``acl_dist.eval.metrics``).
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def _eval_recipe(loaded: LoadedRun, args: argparse.Namespace):
         changes["feature_extractor_weights_path"] = args.weights
     if args.parzen:
         changes["parzen"] = True
+    if args.metrics:
+        changes["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     return dataclasses.replace(loaded.recipe, eval=dataclasses.replace(e, **changes))
 
 
@@ -142,7 +145,7 @@ def _global_noise_generator(loaded: LoadedRun, num_samples: int, seed: int, rank
     """``generate(n)`` for this rank that walks through ONE seeded noise set in global sample order.
 
     Why: the samples are then the same whatever the number of processes (rank r takes its contiguous share,
-    as ``compute_fid`` splits them), so 1 and N processes give the same FID up to float summation order.
+    as ``compute_metrics`` splits them), so 1 and N processes give the same values up to float summation order.
     Calls beyond the share continue into the following samples (the Parzen estimate on rank 0 sees all).
     """
     from acl_dist.eval.fid import shard_sizes
@@ -163,11 +166,43 @@ def _global_noise_generator(loaded: LoadedRun, num_samples: int, seed: int, rank
     return generate
 
 
+def _eval_result(loaded: LoadedRun, recipe, evaluator, scores: dict[str, float], processes: int,
+                 ema: bool) -> dict:
+    """What eval.json holds: the run, the settings, every value, and which extractor layer each metric used."""
+    from acl_dist.eval.metrics import describe_layers
+
+    e = recipe.eval
+    result = {"checkpoint": loaded.checkpoint, "step": loaded.step, "method": recipe.method.name, "ema": ema,
+              "num_samples": e.num_samples, "feature_extractor": e.feature_extractor, "processes": processes}
+    tracker = evaluator.tracker
+    if tracker is not None:
+        result["metrics"] = list(e.metrics)
+        result["extractors"] = describe_layers(tracker.extractor, e.metrics)
+        result["real_samples"] = tracker.real_count
+        if "kid" in e.metrics:
+            result["kid_subsets"] = e.kid_subsets
+            result["kid_subset_size"] = tracker.options.subset_size(e.num_samples, tracker.real_count)
+        if "prc" in e.metrics:
+            result["prc_neighborhood"] = e.prc_neighborhood
+    result.update({k: v for k, v in scores.items() if k != "fid_best"})
+    return result
+
+
+def _print_result(result: dict, scores: dict[str, float], out: str) -> None:
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if k != "fid_best")
+    print(f"{result['method']} at step {result['step']}: {shown} "
+          f"({result['num_samples']} samples, {result['processes']} process(es))")
+    for metric, layer in result.get("extractors", {}).items():
+        print(f"  {metric:<4} on {layer}")
+    print(f"  written to {os.path.join(out, 'eval.json')}")
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from acl_dist.eval.during_training import build_tracker
     from acl_dist.eval.extractors import MissingWeightsError
+    from acl_dist.validation import check_metrics
 
     state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
     try:
@@ -177,6 +212,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return 2
     loaded = load_run(args.run, device, ema=not args.no_ema)  # CheckpointError: one line, exit 4 (cli.main)
     recipe = _eval_recipe(loaded, args)
+    check_metrics(recipe.eval.metrics, recipe.eval.feature_extractor)  # ConfigError: one line, exit 2
     out = args.out or os.path.join(loaded.run_dir, "eval", os.path.basename(loaded.checkpoint))
     if state.is_main_process:
         os.makedirs(out, exist_ok=True)
@@ -187,22 +223,16 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"acl-dist eval: error: {err}", file=sys.stderr)
         return 2
     if evaluator is None:
-        print("acl-dist eval: nothing to evaluate: FID needs image data; add --parzen", file=sys.stderr)
+        print("acl-dist eval: nothing to evaluate: the metrics need image data; add --parzen", file=sys.stderr)
         return 2
     generate = _global_noise_generator(loaded, recipe.eval.num_samples, args.seed, state.process_index,
                                        state.num_processes, device)
     scores = evaluator.evaluate(loaded.step, generate)
-    result = {"checkpoint": loaded.checkpoint, "step": loaded.step, "method": recipe.method.name,
-              "ema": not args.no_ema, "num_samples": recipe.eval.num_samples,
-              "feature_extractor": recipe.eval.feature_extractor, "processes": state.num_processes,
-              **{k: v for k, v in scores.items() if k != "fid_best"}}
     if state.is_main_process:
+        result = _eval_result(loaded, recipe, evaluator, scores, state.num_processes, not args.no_ema)
         with open(os.path.join(out, "eval.json"), "w") as f:
             json.dump(result, f, indent=2)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if k != "fid_best")
-        print(f"{recipe.method.name} at step {loaded.step}: {shown} "
-              f"({recipe.eval.num_samples} samples, {state.num_processes} process(es))")
-        print(f"  written to {os.path.join(out, 'eval.json')}")
+        _print_result(result, scores, out)
     from acl_dist.distributed import leave_process_group
 
     leave_process_group(wait_for_others=True)
@@ -235,13 +265,17 @@ def register(subparsers) -> None:
     p.add_argument("--no-video", action="store_true", help="PNGs only (no ffmpeg)")
     p.set_defaults(func=run_sample)
 
-    p = subparsers.add_parser("eval", help="FID (and Parzen) of a trained run, on any number of processes",
-                              description="FID of a run's generator against its data, with the recipe's "
-                              "feature extractor (digits-cnn offline; inception-v3-compat needs local weights). "
+    p = subparsers.add_parser("eval", help="FID, KID, IS, precision/recall (and Parzen) of a trained run, on "
+                              "any number of processes",
+                              description="Metrics of a run's generator against its data, with the recipe's "
+                              "feature extractor (digits-cnn offline; inception-v3-compat, fd-dinov2 and clip "
+                              "need local weights), each scored by torch-fidelity's own function. "
                               "Multi-process: accelerate launch -m acl_dist eval RUN.")
     _common(p)
     p.add_argument("--num-samples", type=int, help="generated samples (default: the recipe's eval.num_samples)")
-    p.add_argument("--feature-extractor", help="digits-cnn | inception-v3-compat (default: the recipe's)")
-    p.add_argument("--weights", help="feature extractor weights file (Inception offline)")
+    p.add_argument("--metrics", help="comma-separated, from fid,kid,isc,prc (default: the recipe's eval.metrics)")
+    p.add_argument("--feature-extractor",
+                   help="digits-cnn | inception-v3-compat | fd-dinov2 | clip (default: the recipe's)")
+    p.add_argument("--weights", help="feature extractor weights file (Inception, DINOv2, CLIP offline)")
     p.add_argument("--parzen", action="store_true", help="also the Parzen-window log-likelihood")
     p.set_defaults(func=run_eval)

@@ -1,9 +1,10 @@
-"""What the trainer calls every ``eval.every`` steps: FID (and, when asked, Parzen) from a recipe.
+"""What the trainer calls every ``eval.every`` steps: ``eval.metrics`` (and, when asked, Parzen) from a recipe.
 
 :func:`build_tracker` turns a recipe into a :class:`TrainingEvaluator`: it picks the real images for this
-rank (the whole digits set split across ranks without repeats, or this rank's shard stream), names them for
-the reference-statistics cache (``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir), and wraps
-:class:`~acl_dist.eval.tracker.FIDTracker`. ``evaluate`` returns a dict of metrics, the same on every rank.
+rank (the whole digits set split across ranks in contiguous shares without repeats, or this rank's shard
+stream), names them for the reference cache (``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir),
+and wraps :class:`~acl_dist.eval.tracker.EvalTracker`. ``evaluate`` returns a dict of metrics (``fid``,
+``kid_mean``, ..., ``fid_best``), the same on every rank; the trainer logs each as ``eval/<name>``.
 
 Parzen (``eval.parzen``) follows the GAN paper: images mapped to [0, 1], sigma chosen on a validation split.
 Digits have no official test split, so validation and test are drawn from the training data: the number
@@ -20,9 +21,10 @@ from collections.abc import Callable, Iterator
 import torch
 
 from acl_dist.config import Recipe
-from acl_dist.eval.fid import broadcast_float, rank_and_world, shard_sizes
+from acl_dist.distributed import broadcast_float, rank_and_world
+from acl_dist.eval.fid import shard_sizes
 from acl_dist.eval.parzen import parzen_evaluate
-from acl_dist.eval.tracker import FIDTracker
+from acl_dist.eval.tracker import EvalTracker
 
 logger = logging.getLogger(__name__)
 PARZEN_SPLIT = 500  # validation and test points each (GAN paper: 10,000 MNIST test images)
@@ -41,12 +43,17 @@ def dataset_key(recipe: Recipe) -> str:
 
 
 def _digits_real(recipe: Recipe, rank: int, world: int) -> tuple[int, Callable[[], Iterator[torch.Tensor]]]:
-    """(count, batches): every digit once, split across ranks, so the reference has no repeats."""
+    """(count, batches): every digit once, split across ranks, so the reference has no repeats.
+
+    Contiguous shares, so that the features gathered in rank order are the first ``count`` digits in order on
+    any number of processes (KID's random subsets then pick the same digits)."""
     from acl_dist.data.memory import digits_tensors
 
     images, _ = digits_tensors(recipe.model.resolution, recipe.model.channels)  # [1797, C, R, R]
     count = min(recipe.eval.num_samples, len(images))
-    mine = images[rank::world][: shard_sizes(count, world)[rank]]
+    sizes = shard_sizes(count, world)
+    start = sum(sizes[:rank])
+    mine = images[start : start + sizes[rank]]
     return count, lambda: iter(mine.split(recipe.eval.batch_size))
 
 
@@ -63,9 +70,9 @@ def _stream_real(recipe: Recipe, rank: int, world: int) -> Callable[[], Iterator
 
 
 class TrainingEvaluator:
-    """FID (image data) and Parzen log-likelihood (when ``eval.parzen``) at training time."""
+    """``eval.metrics`` (image data) and Parzen log-likelihood (when ``eval.parzen``) at training time."""
 
-    def __init__(self, recipe: Recipe, tracker: FIDTracker | None, parzen_data: torch.Tensor | None):
+    def __init__(self, recipe: Recipe, tracker: EvalTracker | None, parzen_data: torch.Tensor | None):
         self.recipe = recipe
         self.tracker = tracker
         self.parzen_data = parzen_data  # [2 * PARZEN_SPLIT, ...] real points on rank 0 (validation, test)
@@ -74,7 +81,7 @@ class TrainingEvaluator:
     def is_best(self) -> bool:
         return self.tracker is not None and self.tracker.is_best
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict:  # "fid": the key checkpoints have always used for the tracker's history
         return {"fid": self.tracker.state_dict() if self.tracker is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
@@ -85,8 +92,9 @@ class TrainingEvaluator:
         """Metrics at ``step``; every rank must call it and gets the same values."""
         out = {}
         if self.tracker is not None:
-            out["fid"] = self.tracker.evaluate(step, generate)
-            out["fid_best"] = self.tracker.best
+            out.update(self.tracker.evaluate(step, generate))
+            if "fid" in out:
+                out["fid_best"] = self.tracker.best
         if self.recipe.eval.parzen:
             out["parzen_ll"] = broadcast_float(self._parzen(generate) if rank_and_world()[0] == 0 else None)
         return out
@@ -129,11 +137,12 @@ def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int,
                   report_dir: str | None = None) -> TrainingEvaluator | None:
     """The trainer's evaluator for ``recipe`` (None when there is nothing to evaluate).
 
-    ``report_dir``: where fid.csv / fid.png go (default the run directory; `acl-dist eval` passes its own)."""
+    ``report_dir``: where eval.csv / eval.png go (default the run directory; `acl-dist eval` passes its own)."""
     e = recipe.eval
     tracker = None
     if recipe.data.source == "toy":
-        logger.info("eval: FID needs images; the 2-D toy data gets %s", "Parzen only" if e.parzen else "nothing")
+        logger.info("eval: %s need images; the 2-D toy data gets %s", ", ".join(e.metrics),
+                    "Parzen only" if e.parzen else "nothing")
     else:
         if recipe.data.source == "digits":
             count, real = _digits_real(recipe, rank, world)
@@ -142,8 +151,8 @@ def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int,
         else:
             count, real = e.num_samples, _stream_real(recipe, rank, world)
         cache_dir = os.path.join(recipe.run.out_dir, ".fid_cache")
-        tracker = FIDTracker(e, report_dir or recipe.run_dir, device, real, cache_dir, dataset_key(recipe),
-                             real_count=count)
+        tracker = EvalTracker(e, report_dir or recipe.run_dir, device, real, cache_dir, dataset_key(recipe),
+                              real_count=count)
     if tracker is None and not e.parzen:
         return None
     parzen = _parzen_data(recipe) if e.parzen and rank == 0 else None

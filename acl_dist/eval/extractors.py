@@ -1,18 +1,25 @@
-"""Feature extractors for FID: the shipped digits CNN, and resolving torch-fidelity's Inception offline.
+"""Feature extractors: the shipped digits CNN, and torch-fidelity's Inception, DINOv2 and CLIP offline.
 
 Why a digits extractor: Inception-v3 features of 8..32 px grey digits upscaled to 299 px say little, cost
 ~0.25 s per image on a laptop core, and need a 95 MB download the offline machines cannot make. A small CNN
 trained on sklearn's digits (``scripts/train_digits_extractor.py``) gives a real Fréchet distance in
 features that know what a digit looks like, at thousands of images per second.
 
-Both extractors are torch-fidelity ``FeatureExtractorBase`` subclasses and take uint8 [B, 3, H, W];
+Why local weights only: nothing may be downloaded at run time. Inception, DINOv2 (``fd-dinov2``) and CLIP
+(``clip``) read a file named by ``eval.feature_extractor_weights_path``, else the file torch's hub cache would
+hold; a missing file stops with :class:`MissingWeightsError` saying what to get and where to put it.
+
+Every extractor is a torch-fidelity ``FeatureExtractorBase`` subclass and takes uint8 [B, 3, H, W];
 :func:`to_uint8_rgb` is the one place where our [-1, 1] images become that. Importing this module registers
-``digits-cnn`` with torch-fidelity, so its own ``calculate_metrics`` can use it too.
+``digits-cnn``, ``fd-dinov2`` and ``clip`` with torch-fidelity, so its own ``calculate_metrics`` can use them.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -20,12 +27,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_clip import MODEL_METADATA as CLIP_MODELS
+from torch_fidelity.feature_extractor_clip import MODEL_URLS as CLIP_URLS
+from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP
+from torch_fidelity.feature_extractor_clip import build_model as build_clip_visual
+from torch_fidelity.feature_extractor_dinov2 import FeatureExtractorDinoV2
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from acl_dist.eval.dinov2 import DinoV2
+
 DIGITS_CNN = "digits-cnn"
 INCEPTION = "inception-v3-compat"
-EXTRACTORS = (DIGITS_CNN, INCEPTION)
+DINOV2 = "fd-dinov2"
+CLIP = "clip"
+EXTRACTORS = (DIGITS_CNN, INCEPTION, DINOV2, CLIP)
+URL_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"  # FD-DINOv2's ViT-L/14
+URL_CLIP = CLIP_URLS["clip-vit-l-14"]  # the CLIP ViT-L/14 FD_CLIP is usually reported with
 DIGITS_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "digits_cnn.pt")
 WEIGHTS_KEY = "eval.feature_extractor_weights_path"
 
@@ -119,61 +137,148 @@ class FeatureExtractorDigitsCNN(FeatureExtractorBase):
         return torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
 
 
-if DIGITS_CNN not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (reload, spawn) must not register twice
-    torch_fidelity.register_feature_extractor(DIGITS_CNN, FeatureExtractorDigitsCNN)
+class FeatureExtractorDinoV2Local(FeatureExtractorDinoV2):
+    """torch-fidelity's DINOv2 extractor (its resizing, normalisation and 'dinov2' feature) on a local file.
+
+    The network is :class:`acl_dist.eval.dinov2.DinoV2`, sized by the file: any of the official
+    ``dinov2_vit{s,b,l}14_pretrain.pth`` (FD-DINOv2 uses ViT-L/14, 1024-d).
+    """
+
+    def __init__(self, name: str, features_list, feature_extractor_weights_path: str | None = None, **kwargs):
+        FeatureExtractorBase.__init__(self, name, features_list)  # not its parent's: that one calls torch.hub
+        self.feature_extractor_internal_dtype = torch.float32
+        path = weights_file(DINOV2, feature_extractor_weights_path or "")
+        self.model = DinoV2.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.requires_grad_(False)
+        self.eval()
+
+
+def _clip_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """OpenAI's CLIP files are TorchScript archives; a plain ``torch.save`` of the same state dict works too."""
+    scripted = False
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            scripted = any(n.endswith("constants.pkl") for n in z.namelist())  # how torch.load tells TorchScript
+    if not scripted:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # TorchScript is deprecated; these files will stay TorchScript
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return dict(torch.jit.load(path, map_location="cpu").state_dict())
+
+
+class FeatureExtractorCLIPLocal(FeatureExtractorCLIP):
+    """torch-fidelity's CLIP extractor (its network, resizing, normalisation and 'clip' feature) on a local file.
+
+    torch-fidelity builds the visual tower from the file's shapes, so any OpenAI CLIP file works (RN50 ...
+    ViT-L/14); the name stays ``clip`` whichever it is, and the file decides the feature size.
+    """
+
+    def __init__(self, name: str, features_list, feature_extractor_weights_path: str | None = None, **kwargs):
+        FeatureExtractorBase.__init__(self, name, features_list)  # not its parent's: that one checks the name
+        self.feature_extractor_internal_dtype = torch.float32
+        path = weights_file(CLIP, feature_extractor_weights_path or "")
+        self.model = build_clip_visual(_clip_state_dict(path), torch.float32)
+        self.resolution = self.model.visual.input_resolution
+        self.requires_grad_(False)
+        self.eval()
+
+
+for _name, _cls in ((DIGITS_CNN, FeatureExtractorDigitsCNN), (DINOV2, FeatureExtractorDinoV2Local),
+                    (CLIP, FeatureExtractorCLIPLocal)):
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (reload, spawn) must not register twice
+        torch_fidelity.register_feature_extractor(_name, _cls)
+
+_DOWNLOADS = {  # name -> (what, URL, file name in torch's hub cache)
+    INCEPTION: ("Inception-v3", URL_INCEPTION_V3, os.path.basename(urlparse(URL_INCEPTION_V3).path)),
+    DINOV2: ("DINOv2 ViT-L/14", URL_DINOV2, os.path.basename(urlparse(URL_DINOV2).path)),
+    CLIP: ("CLIP ViT-L/14", URL_CLIP, f"clip-vit-l-14-{CLIP_MODELS['clip-vit-l-14']['hash']}.pt"),  # as it saves it
+}
+
+
+def hub_cache_path(name: str) -> str:
+    """Where a download by ``torch.hub.load_state_dict_from_url`` would have put extractor ``name``'s file."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", _DOWNLOADS[name][2])
 
 
 def inception_cache_path() -> str:
     """Where torch-fidelity's ``load_state_dict_from_url`` would keep the Inception file (torch's hub cache)."""
-    filename = os.path.basename(urlparse(URL_INCEPTION_V3).path)
-    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    return hub_cache_path(INCEPTION)
 
 
-def _missing_inception(explicit: str) -> MissingWeightsError:
-    cache = inception_cache_path()
+def _missing(name: str, explicit: str) -> MissingWeightsError:
+    what, url, _ = _DOWNLOADS[name]
+    cache = hub_cache_path(name)
     where = f"{explicit} does not exist" if explicit else f"{WEIGHTS_KEY} is empty and {cache} does not exist"
     return MissingWeightsError(
-        f"Inception-v3 weights for '{INCEPTION}' not found ({where}); nothing is downloaded at run time. "
-        f"Get {URL_INCEPTION_V3} on a machine with internet access, then either copy it to {cache} or set "
+        f"{what} weights for '{name}' not found ({where}); nothing is downloaded at run time. "
+        f"Get {url} on a machine with internet access, then either copy it to {cache} or set "
         f"{WEIGHTS_KEY}=/path/to/{os.path.basename(cache)} (or use feature_extractor=digits-cnn for digits)."
     )
 
 
-def resolve_extractor(name: str, weights_path: str = "") -> dict:
-    """torch-fidelity keyword arguments for extractor ``name``, with a weights file that exists on disk.
-
-    ``inception-v3-compat`` takes ``weights_path`` when given, else torch's hub cache; never a download
-    (torch-fidelity would download when its path is None, so the path returned is always set).
+def weights_file(name: str, weights_path: str = "") -> str:
+    """The weights file extractor ``name`` reads: ``weights_path`` if given, else the shipped or hub-cache file.
 
     Raises:
-        MissingWeightsError: the weights file is not on disk (the message says what to get and where to put it).
+        MissingWeightsError: that file is not on disk (the message says what to get and where to put it).
         ValueError: unknown extractor name.
     """
     if name == DIGITS_CNN:
         path = weights_path or DIGITS_WEIGHTS
         if not os.path.isfile(path):
             raise MissingWeightsError(f"digits-cnn weights not found at {path} ({WEIGHTS_KEY})")
-    elif name == INCEPTION:
-        path = weights_path or inception_cache_path()
-        if not os.path.isfile(path):
-            raise _missing_inception(weights_path)
-    else:
+        return path
+    if name not in _DOWNLOADS:
         raise ValueError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")
-    return {"feature_extractor": name, "feature_extractor_weights_path": path}
+    path = weights_path or hub_cache_path(name)
+    if not os.path.isfile(path):
+        raise _missing(name, weights_path)
+    return path
 
 
-def build_extractor(name: str, weights_path: str = "", device: str | torch.device = "cpu") -> FeatureExtractorBase:
-    """The extractor ``name`` on ``device``, asked for its FID layer only (the layer FID is defined on)."""
+def resolve_extractor(name: str, weights_path: str = "") -> dict:
+    """torch-fidelity keyword arguments for extractor ``name``, with a weights file that exists on disk.
+
+    The path returned is always set (torch-fidelity would download when it is None); see :func:`weights_file`.
+    """
+    return {"feature_extractor": name, "feature_extractor_weights_path": weights_file(name, weights_path)}
+
+
+def feature_layer(name: str) -> str:
+    """The layer FID, KID and precision/recall use (torch-fidelity's default for FID: '2048', '64', ...)."""
+    return FEATURE_EXTRACTORS_REGISTRY[name].get_default_feature_layer_for_metric("fid")
+
+
+def logits_layer(name: str) -> str | None:
+    """The class-logits layer the Inception Score uses, None for extractors without classes (DINOv2, CLIP).
+
+    torch-fidelity maps 'isc' to the feature layer itself for those; a score of softmaxed embeddings means
+    nothing, so we say there is none.
+    """
+    layer = FEATURE_EXTRACTORS_REGISTRY[name].get_default_feature_layer_for_metric("isc")
+    return None if layer == feature_layer(name) else layer
+
+
+def build_extractor(name: str, weights_path: str = "", device: str | torch.device = "cpu",
+                    layers: Sequence[str] | None = None) -> FeatureExtractorBase:
+    """The extractor ``name`` on ``device``, asked for ``layers`` (default: the FID layer only), one forward for all."""
     kwargs = resolve_extractor(name, weights_path)
     cls = FEATURE_EXTRACTORS_REGISTRY[name]
-    layer = cls.get_default_feature_layer_for_metric("fid")
-    extractor = cls(name, [layer], feature_extractor_weights_path=kwargs["feature_extractor_weights_path"])
+    extractor = cls(name, list(layers or [feature_layer(name)]),
+                    feature_extractor_weights_path=kwargs["feature_extractor_weights_path"])
     return extractor.requires_grad_(False).eval().to(device)
+
+
+@torch.no_grad()
+def extract_layers(extractor: FeatureExtractorBase, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """[-1, 1] images [B, C, H, W] -> {layer: [B, k] float32} for every layer the extractor was asked for."""
+    device = next(extractor.parameters()).device
+    outputs = extractor(to_uint8_rgb(images.to(device)))
+    return {name: out.float() for name, out in zip(extractor.get_requested_features_list(), outputs)}
 
 
 @torch.no_grad()
 def extract_features(extractor: FeatureExtractorBase, images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] images [B, C, H, W] -> float64 features [B, d] of the extractor's (first) requested layer."""
-    device = next(extractor.parameters()).device
-    feats = extractor(to_uint8_rgb(images.to(device)))[0]  # [B, d]
-    return feats.double()
+    return next(iter(extract_layers(extractor, images).values())).double()

@@ -1,4 +1,4 @@
-"""Pictures of a run: sample grids, interpolation strips, videos and FID curves.
+"""Pictures of a run: sample grids, interpolation strips, videos and metric curves.
 
 Images arrive as our [-1, 1] float tensors [B, C, H, W]; :func:`to_uint8_hwc` is where they become the
 uint8 [H, W, 3] arrays PNG and video writers take. Videos go through :func:`acl_dist.media.encode_video`
@@ -68,9 +68,9 @@ def save_video(frames: Iterable[torch.Tensor], path: str, fps: float = 24.0) -> 
 
 
 def read_curve(csv_path: str) -> list[dict]:
-    """Rows of a metrics CSV (header row first) as dicts of floats."""
+    """Rows of a metrics CSV (header row first) as dicts of floats; an empty cell is a value the row lacks."""
     with open(csv_path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
 def plot_curve(
@@ -90,6 +90,38 @@ def plot_curve(
     ax.set_ylabel(y.upper() if y == "fid" else y)
     ax.set_title(title or f"{y} by {x}")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
+    fig.savefig(png_path)
+    return png_path
+
+
+def plot_metrics(rows: Sequence[dict], png_path: str, x: str = "step", title: str = "") -> str:
+    """One panel per reported value of ``rows`` (all but ``x``, ``seconds`` and ``*_std``), side by side.
+
+    A ``<name>_mean`` column is drawn with its ``<name>_std`` as error bars (KID, IS); rows lacking a value
+    (the metrics changed on a resume) are left out of that panel only.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no display needed
+
+    names: list[str] = []
+    for row in rows:
+        names += [k for k in row if k not in names and k not in (x, "seconds") and not k.endswith("_std")]
+    fig = Figure(figsize=(4 * max(1, len(names)), 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        have = [r for r in rows if name in r]
+        spread = name[: -len("_mean")] + "_std" if name.endswith("_mean") else None
+        errors = [r.get(spread, 0.0) for r in have] if spread and all(spread in r for r in have) else None
+        ax.errorbar([r[x] for r in have], [r[name] for r in have], yerr=errors, marker="o", markersize=3,
+                    capsize=2)
+        ax.set_xlabel(x)
+        ax.set_title(name.upper() if name == "fid" else name)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
     fig.savefig(png_path)

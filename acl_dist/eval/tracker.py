@@ -1,13 +1,16 @@
-"""FID during training: one object the trainer calls every ``eval.every`` steps on every rank.
+"""Evaluation during training: one object the trainer calls every ``eval.every`` steps on every rank.
 
 It builds the extractor at construction (so missing weights stop a run at start-up, not at step 40,000),
-computes the reference statistics once (from the on-disk cache when there is one), and on the main rank keeps
-``run_dir/fid.csv`` and ``run_dir/fid.png`` up to date. ``best`` and ``is_best`` are the same on every rank
-(decided on rank 0 and broadcast), so a trainer may use them to trigger a collective best-FID checkpoint.
+computes the reference set once (from the on-disk cache when there is one), and on the main rank keeps
+``run_dir/eval.csv`` (one column per reported value: ``fid``, ``kid_mean``, ...) and ``run_dir/eval.png``
+(one panel per metric) up to date. ``best`` and ``is_best`` follow FID, as the best checkpoint does; they are
+the same on every rank (decided on rank 0 and broadcast), so a trainer may use them to trigger a collective
+best-FID checkpoint.
 
 Resuming: ``state_dict``/``load_state_dict`` carry the history in checkpoints; without them the CSV already
-in the run directory is read back. Either way rows at or after the step being evaluated are dropped (the run
-was rewound to an earlier checkpoint), so the curve and ``best`` never mix two histories.
+in the run directory is read back (``eval.csv``, or ``fid.csv`` of runs from before it). Either way rows at or
+after the step being evaluated are dropped (the run was rewound to an earlier checkpoint), so the curve and
+``best`` never mix two histories.
 """
 
 from __future__ import annotations
@@ -22,19 +25,15 @@ from typing import Protocol
 
 import torch
 
+from acl_dist.distributed import broadcast_float, rank_and_world
 from acl_dist.eval.extractors import build_extractor
-from acl_dist.eval.fid import (
-    FeatureStats,
-    broadcast_float,
-    compute_fid,
-    rank_and_world,
-    real_statistics,
-    stats_cache_path,
-)
-from acl_dist.eval.pictures import plot_curve, read_curve
+from acl_dist.eval.fid import stats_cache_path
+from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, extractor_layers, reference_set
+from acl_dist.eval.pictures import plot_metrics, read_curve
 
 logger = logging.getLogger(__name__)
-FIELDS = ("step", "fid", "seconds")
+CSV_NAME, PNG_NAME = "eval.csv", "eval.png"
+OLD_CSV_NAME = "fid.csv"  # runs from before eval.csv: columns step, fid, seconds
 
 
 class EvalFields(Protocol):
@@ -44,6 +43,19 @@ class EvalFields(Protocol):
     feature_extractor: str
     feature_extractor_weights_path: str
     batch_size: int
+    metrics: list[str]
+    kid_subsets: int
+    kid_subset_size: int
+    prc_neighborhood: int
+
+
+def read_history(run_dir: str) -> list[dict]:
+    """A run's evaluation rows ({"step": ..., "fid": ..., ...}): ``eval.csv``, else an older run's ``fid.csv``."""
+    for name in (CSV_NAME, OLD_CSV_NAME):
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(path):
+            return read_curve(path)
+    return []
 
 
 class _Lazy:
@@ -56,20 +68,20 @@ class _Lazy:
         return iter(self.make())
 
 
-class FIDTracker:
-    """Distributed FID at training time, with a CSV history, a curve and the best value so far.
+class EvalTracker:
+    """Distributed metrics at training time, with a CSV history, curves and the best FID so far.
 
     Args:
-        cfg: the recipe's ``eval`` section (num_samples, feature_extractor, its weights path, batch_size).
-        run_dir: where ``fid.csv`` and ``fid.png`` are written (main rank only).
+        cfg: the recipe's ``eval`` section (metrics, num_samples, feature_extractor, its weights path, ...).
+        run_dir: where ``eval.csv`` and ``eval.png`` are written (main rank only).
         device: where features are extracted.
         real_batches: returns an iterable of this rank's real images ([-1, 1], [B, C, H, W]); called once,
-            and only when the reference statistics are not cached.
-        cache_dir: directory of cached reference statistics; "" disables the disk cache.
+            and only when the reference set is not cached.
+        cache_dir: directory of cached reference sets; "" disables the disk cache.
         dataset_key: identifies the real data (dataset name or manifest hash, resolution, channels); the cache
             key together with the extractor and sample count. "" disables the disk cache.
-        real_count: real images in the reference statistics (default ``cfg.num_samples``; fewer when the
-            dataset is smaller, e.g. the 1,797 digits, so that no image counts twice).
+        real_count: real images in the reference (default ``cfg.num_samples``; fewer when the dataset is
+            smaller, e.g. the 1,797 digits, so that no image counts twice).
     """
 
     def __init__(
@@ -83,36 +95,34 @@ class FIDTracker:
         real_count: int | None = None,
     ):
         self.cfg = cfg
+        self.options = MetricOptions.from_config(cfg)
         self.run_dir = run_dir
         self.device = torch.device(device)
         self.real_batches = real_batches
         self.real_count = real_count or cfg.num_samples
-        self.extractor = build_extractor(cfg.feature_extractor, cfg.feature_extractor_weights_path, self.device)
+        layers = extractor_layers(cfg.feature_extractor, self.options.metrics)
+        self.extractor = build_extractor(cfg.feature_extractor, cfg.feature_extractor_weights_path, self.device,
+                                         layers)
         self.cache_path = (
             stats_cache_path(cache_dir, dataset_key, cfg.feature_extractor, self.real_count)
             if cache_dir and dataset_key
             else None
         )
         self.dataset_key = dataset_key
-        self.csv_path = os.path.join(run_dir, "fid.csv")
-        self.png_path = os.path.join(run_dir, "fid.png")
-        self.rows: list[dict] = self._read_history()
-        self._best = min((r["fid"] for r in self.rows), default=math.inf)
-        self._real: FeatureStats | None = None
-        self.is_best = False  # whether the latest evaluate() beat every earlier one
+        self.csv_path = os.path.join(run_dir, CSV_NAME)
+        self.png_path = os.path.join(run_dir, PNG_NAME)
+        self.rows: list[dict] = read_history(run_dir) if self.is_main else []
+        self._best = min((r["fid"] for r in self.rows if "fid" in r), default=math.inf)
+        self._real: FeatureSet | None = None
+        self.is_best = False  # whether the latest evaluate() beat every earlier FID
 
     @property
     def is_main(self) -> bool:
         return rank_and_world()[0] == 0
 
-    def _read_history(self) -> list[dict]:
-        if self.is_main and os.path.isfile(self.csv_path):
-            return read_curve(self.csv_path)
-        return []
-
     @property
     def best(self) -> float:
-        """Lowest FID so far, the same on every rank after an evaluation (inf before any)."""
+        """Lowest FID so far, the same on every rank after an evaluation (inf before any, or without FID)."""
         return self._best
 
     def state_dict(self) -> dict:
@@ -124,47 +134,56 @@ class FIDTracker:
         self.rows = [dict(r) for r in state.get("rows", [])]
         self._best = float(state.get("best", math.inf))
 
-    def real_stats(self) -> FeatureStats:
-        """Reference statistics, computed (or loaded) on the first call; every rank must call it."""
+    def reference(self) -> FeatureSet:
+        """The real images' statistics (and features, for KID/PRC), made or loaded on the first call; every rank
+        must call it."""
         if self._real is None:
             batches = _Lazy(self.real_batches)  # the data stream is opened only on a cache miss
-            self._real = real_statistics(
-                batches, self.extractor, self.real_count, self.cache_path, self.dataset_key
-            )
+            self._real = reference_set(batches, self.extractor, self.real_count, self.options.needs_features,
+                                       self.cache_path, self.dataset_key)
         return self._real
 
-    def evaluate(self, step: int, generate: Callable[[int], torch.Tensor]) -> float:
-        """FID of the generator at ``step``; every rank must call it and gets the same value.
+    def evaluate(self, step: int, generate: Callable[[int], torch.Tensor]) -> dict[str, float]:
+        """Every metric of the generator at ``step`` ({"fid": ..., "kid_mean": ...}); every rank must call it and
+        gets the same values.
 
         ``generate(n)`` returns n images in [-1, 1], [n, C, H, W], from this rank's generator; it is called
         under no_grad, and putting the nets in eval mode (or using the EMA copy) is the caller's business.
         """
         start = time.time()
-        fid = compute_fid(
-            generate, self.cfg.num_samples, self.real_stats(), self.extractor, self.cfg.batch_size, self.device
-        )
+        values = compute_metrics(generate, self.cfg.num_samples, self.reference(), self.extractor, self.options,
+                                 self.cfg.batch_size, self.device)
         seconds = time.time() - start
-        earlier = min((r["fid"] for r in self.rows if r["step"] < step), default=math.inf)
-        best_before = broadcast_float(earlier if self.is_main else None)
-        self.is_best = fid < best_before
-        self._best = min(best_before, fid)
+        self.is_best = False
+        if "fid" in values:
+            earlier = min((r["fid"] for r in self.rows if r["step"] < step and "fid" in r), default=math.inf)
+            best_before = broadcast_float(earlier if self.is_main else None)
+            self.is_best = values["fid"] < best_before
+            self._best = min(best_before, values["fid"])
         if self.is_main:
-            self._record(step, fid, seconds)
-        logger.info("step %d: FID %.4f (%s, %d samples, %.1f s)%s", step, fid, self.cfg.feature_extractor,
-                    self.cfg.num_samples, seconds, " best" if self.is_best else "")
-        return fid
+            self._record(step, values, seconds)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        logger.info("step %d: %s (%s, %d samples, %.1f s)%s", step, shown, self.cfg.feature_extractor,
+                    self.cfg.num_samples, seconds, " best FID" if self.is_best else "")
+        return values
 
-    def _record(self, step: int, fid: float, seconds: float) -> None:
-        """Append to the history (dropping rows a resume rewound past), rewrite the CSV and the curve."""
+    def _record(self, step: int, values: dict[str, float], seconds: float) -> None:
+        """Append to the history (dropping rows a resume rewound past), rewrite the CSV and the curves."""
         self.rows = [r for r in self.rows if r["step"] < step]
-        self.rows.append({"step": float(step), "fid": fid, "seconds": seconds})
+        self.rows.append({"step": float(step), **values, "seconds": seconds})
+        columns = ["step"]  # then every value any row has, in order of first appearance, then seconds
+        for row in self.rows:
+            columns += [k for k in row if k not in columns and k != "seconds"]
+        columns.append("seconds")
         os.makedirs(self.run_dir, exist_ok=True)
         tmp = f"{self.csv_path}.tmp"
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(FIELDS)
-            for r in self.rows:
-                writer.writerow([int(r["step"]), repr(float(r["fid"])), f"{r['seconds']:.3f}"])
+            writer.writerow(columns)
+            for r in self.rows:  # exact floats (repr); a value a row lacks (metrics changed on resume) is empty
+                cells = {k: repr(float(v)) for k, v in r.items()}
+                cells.update(step=str(int(r["step"])), seconds=f"{r['seconds']:.3f}")
+                writer.writerow([cells.get(c, "") for c in columns])
         os.replace(tmp, self.csv_path)
-        title = f"FID ({self.cfg.feature_extractor}, {self.cfg.num_samples} samples)"
-        plot_curve(self.rows, self.png_path, title=title)
+        title = f"{self.cfg.feature_extractor}, {self.cfg.num_samples} samples"
+        plot_metrics(self.rows, self.png_path, title=title)

@@ -14,7 +14,7 @@ import shutil
 
 import torch
 
-from acl_dist.eval.pictures import read_curve
+from acl_dist.eval.tracker import read_history
 from acl_dist.repro.jobs import Job, run_jobs
 from acl_dist.repro.report import mean_std, write_report
 
@@ -55,7 +55,7 @@ def jobs_for(budget_name: str, methods: list[str] = METHODS) -> list[Job]:
 
 
 def _scores(run_dir: str) -> dict:
-    rows = read_curve(os.path.join(run_dir, "fid.csv"))
+    rows = read_history(run_dir)
     parzen = None
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:

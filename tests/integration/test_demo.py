@@ -20,7 +20,7 @@ def test_demo_trains_and_prints_its_fid(tmp_path):
     fid = re.search(r"digits FID .* at step 4: ([0-9.]+) \(best ([0-9.]+)\)", proc.stdout)
     assert fid and float(fid.group(1)) > 0, proc.stdout
     run = os.path.join(str(tmp_path), "digits-acl_gan_gp")
-    for name in ("fid.csv", "fid.png", "metrics.jsonl", "recipe.yaml", "pictures/samples.png",
+    for name in ("eval.csv", "eval.png", "metrics.jsonl", "recipe.yaml", "pictures/samples.png",
                  "pictures/interpolation.png", "pictures/interpolation.mp4", "pictures/latent_walk.mp4"):
         assert os.path.isfile(os.path.join(run, name)), name
     assert "checkpoints" in proc.stdout and os.listdir(os.path.join(run, "checkpoints"))

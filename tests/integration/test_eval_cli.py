@@ -85,23 +85,37 @@ def test_slerp_keeps_gaussian_norms_and_hits_the_ends():
     assert (figures.lerp_path(a, b, 9)[4].norm(dim=1) < mid).all()
 
 
-def test_eval_gives_the_same_fid_on_one_and_two_processes(runs, tmp_path):
+def test_eval_gives_the_same_metrics_on_one_and_two_processes(runs, tmp_path):
     """Noise is drawn once in global sample order and each rank takes its share: the process count must not
-    change the samples, so the FID agrees (float summation order only)."""
+    change the samples, so every metric agrees (float summation order only)."""
+    args = ["--num-samples", "201", "--device", "cpu", "--metrics", "fid,kid,isc,prc"]
     one = tmp_path / "one"
-    _cli("eval", runs["acl_gan_gp"], "--out", str(one), "--num-samples", "201", "--device", "cpu")
+    proc = _cli("eval", runs["acl_gan_gp"], "--out", str(one), *args)
     result = json.load(open(one / "eval.json"))
     assert result["processes"] == 1 and result["fid"] > 0 and result["num_samples"] == 201
-    assert (one / "fid.csv").exists() and (one / "fid.png").exists()
+    assert result["metrics"] == ["fid", "kid", "isc", "prc"]
+    assert result["extractors"]["isc"] == "digits-cnn 'logits' (10-class logits)"
+    assert result["extractors"]["kid"] == "digits-cnn '64' (64-d features)"
+    assert result["kid_subset_size"] == 201  # 1000 asked, 201 generated and 201 real digits there are
+    assert "isc  on digits-cnn 'logits'" in proc.stdout
+    assert (one / "eval.csv").exists() and (one / "eval.png").exists()
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
     two = tmp_path / "two"
     cmd = [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "-m", "acl_dist",
-           "eval", runs["acl_gan_gp"], "--out", str(two), "--num-samples", "201", "--device", "cpu"]
+           "eval", runs["acl_gan_gp"], "--out", str(two), *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result2 = json.load(open(two / "eval.json"))
     assert result2["processes"] == 2
-    assert result2["fid"] == pytest.approx(result["fid"], rel=1e-4)
+    for key in ("fid", "kid_mean", "kid_std", "isc_mean", "isc_std", "precision", "recall", "f_score"):
+        assert result2[key] == pytest.approx(result[key], rel=1e-4), key
+
+
+def test_eval_refuses_an_unknown_metric_naming_it(runs, tmp_path):
+    proc = subprocess.run([PYTHON, "-m", "acl_dist", "eval", runs["acl_gan_gp"], "--out", str(tmp_path),
+                           "--metrics", "fid,kidd"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "eval.metrics[1]: unknown metric 'kidd'" in proc.stderr
 
 
 def test_eval_without_inception_weights_says_how_to_get_them(runs, tmp_path, monkeypatch):

@@ -114,7 +114,7 @@ def test_recalibrated_statistics_differ_from_training_ones_and_feed_ema_sampling
     with torch.no_grad():
         before = trainer.method.generate(fixed, nets=trainer.ema.nets)
     seen = []
-    trainer.evaluator.tracker.evaluate = lambda step, generate: seen.append(_ema_gx_means(trainer)) or 1.0
+    trainer.evaluator.tracker.evaluate = lambda step, generate: seen.append(_ema_gx_means(trainer)) or {"fid": 1.0}
     trainer.step = 3
     trainer._periodic_outputs(type("Log", (), {"write": lambda *a: None})())
     assert torch.equal(torch.get_rng_state(), rng)

@@ -72,6 +72,14 @@ def test_nets_methods_losses_and_ops_import_nothing_distributed():
     assert not offenders, offenders
 
 
+def test_collectives_live_in_distributed_py():
+    """torch.distributed is called from distributed.py (and DeepSpeed's own module and process-group set-up)."""
+    allowed = {"acl_dist.distributed", "acl_dist.train.deepspeed_engines"}
+    users = [m for m, p in _modules().items() if m not in allowed
+             and any(name.startswith("torch.distributed") for name in _imports(p))]
+    assert not users, users
+
+
 def test_no_import_circles():
     graph, index, low, stack, on_stack, circles = _graph(), {}, {}, [], set(), []
 

@@ -70,6 +70,12 @@ def _shard_free(path):
     (["train.cuda_graphs=always", "train.compile=true"], "train.cuda_graphs", "alternatives"),
     (["train.compile_backend=tvm"], "train.compile_backend", "not one of"),
     (["train.cuda_graphs=true"], "train.cuda_graphs", "not one of"),
+    (["eval.metrics=[fid, kld]"], "eval.metrics[1]", "unknown metric 'kld'"),
+    (["eval.metrics=[kid, fid, kid]"], "eval.metrics[2]", "listed twice"),
+    (["eval.metrics=[]"], "eval.metrics", "empty"),
+    (["eval.feature_extractor=clip", "eval.metrics=[fid, isc]"], "eval.metrics[1]", "class logits"),
+    (["eval.feature_extractor=dino"], "eval.feature_extractor", "not one of"),
+    (["eval.kid_subset_size=0"], "eval.kid_subset_size", "positive"),
 ])
 def test_bad_recipes_name_the_key_path(overrides, path, words):
     with pytest.raises(ConfigError) as err:
@@ -137,3 +143,10 @@ def test_bare_no_is_read_as_the_string_no():
 
     recipe = load_recipe(None, tiny_overrides("gan", "/tmp/x", "train.mixed_precision=no"))
     assert recipe.train.mixed_precision == "no"
+
+
+def test_eval_metrics_default_to_fid_and_take_every_metric():
+    assert load_recipe(None, []).eval.metrics == ["fid"]
+    recipe = load_recipe(None, ["eval.metrics=[fid, kid, isc, prc]", "eval.feature_extractor=inception-v3-compat"])
+    assert recipe.eval.metrics == ["fid", "kid", "isc", "prc"]
+    assert load_recipe(None, ["eval.metrics=[kid, prc]", "eval.feature_extractor=fd-dinov2"]).eval.metrics

@@ -33,7 +33,7 @@ def test_digits_evaluator_reports_fid_and_parzen(tmp_path):
     assert set(out) == {"fid", "fid_best", "parzen_ll"}
     assert out["fid"] > 0 and out["fid_best"] == out["fid"] and ev.is_best
     assert math.isfinite(out["parzen_ll"])
-    assert os.path.isfile(os.path.join(r.run_dir, "fid.csv"))
+    assert os.path.isfile(os.path.join(r.run_dir, "eval.csv"))
     cached = os.listdir(os.path.join(r.run.out_dir, ".fid_cache"))
     assert len(cached) == 1 and "digits-cnn-n120" in cached[0]
 
@@ -52,3 +52,25 @@ def test_toy_data_gets_parzen_only_or_nothing(tmp_path):
     g = torch.Generator().manual_seed(0)
     out = ev.evaluate(1, lambda n: torch.randn(n, 2, generator=g))
     assert set(out) == {"parzen_ll"} and math.isfinite(out["parzen_ll"]) and not ev.is_best
+
+
+def test_evaluator_reports_every_metric_and_fid_best(tmp_path):
+    r = recipe(tmp_path, parzen=False)
+    r.eval.metrics, r.eval.kid_subset_size = ["kid", "fid", "isc"], 60
+    out = build_tracker(r, torch.device("cpu"), 0, 1).evaluate(10, noisy_digits())
+    assert list(out) == ["kid_mean", "kid_std", "fid", "isc_mean", "isc_std", "fid_best"]
+    r.eval.metrics = ["prc"]
+    assert set(build_tracker(r, torch.device("cpu"), 0, 1).evaluate(10, noisy_digits())) == {
+        "precision", "recall", "f_score"}
+
+
+def test_digit_references_are_contiguous_shares_in_order():
+    """Gathered in rank order, the ranks' real digits are the first N digits in order, as on one process."""
+    from acl_dist.eval.during_training import _digits_real
+
+    r = Recipe()
+    r.model.resolution, r.eval.num_samples, r.eval.batch_size = 16, 101, 20
+    images, _ = digits_tensors(16, 1)
+    shares = [torch.cat(list(_digits_real(r, rank, 2)[1]())) for rank in range(2)]
+    assert [len(s) for s in shares] == [51, 50]
+    assert torch.equal(torch.cat(shares), images[:101])

@@ -1,4 +1,4 @@
-"""Feature extractors: the shipped digits CNN, the uint8 conversion, and offline Inception resolution."""
+"""Feature extractors: the shipped digits CNN, the uint8 conversion, and Inception, DINOv2, CLIP offline."""
 
 import os
 import socket
@@ -18,6 +18,7 @@ from acl_dist.eval.extractors import (
     MissingWeightsError,
     build_extractor,
     extract_features,
+    hub_cache_path,
     inception_cache_path,
     resolve_extractor,
     to_uint8_rgb,
@@ -122,3 +123,89 @@ def test_inception_path_runs_with_weights_file_made_here(offline):
     feats = extract_features(ex, images)
     assert feats.shape == (3, 2048) and torch.isfinite(feats).all()
     assert feats.std(0).sum() > 0  # different images, different features
+
+
+def dinov2_state(dim: int = 384, depth: int = 12, patch: int = 14, grid: int = 37) -> dict:
+    """A state dict with the names and shapes of the official dinov2_vits14_pretrain.pth (ViT-S/14 at 518 px:
+    37 x 37 patches), random values; written out here, not from our module, so a wrong name fails the load."""
+    g = torch.Generator().manual_seed(0)
+    rand, hidden = (lambda *shape: 0.02 * torch.randn(*shape, generator=g)), 4 * dim
+    state = {"cls_token": rand(1, 1, dim), "pos_embed": rand(1, 1 + grid * grid, dim), "mask_token": rand(1, dim),
+             "patch_embed.proj.weight": rand(dim, 3, patch, patch), "patch_embed.proj.bias": rand(dim),
+             "norm.weight": 1 + rand(dim), "norm.bias": rand(dim)}
+    for i in range(depth):
+        for name, shape in (("norm1.weight", (dim,)), ("norm1.bias", (dim,)), ("attn.qkv.weight", (3 * dim, dim)),
+                            ("attn.qkv.bias", (3 * dim,)), ("attn.proj.weight", (dim, dim)),
+                            ("attn.proj.bias", (dim,)), ("ls1.gamma", (dim,)), ("norm2.weight", (dim,)),
+                            ("norm2.bias", (dim,)), ("mlp.fc1.weight", (hidden, dim)), ("mlp.fc1.bias", (hidden,)),
+                            ("mlp.fc2.weight", (dim, hidden)), ("mlp.fc2.bias", (dim,)), ("ls2.gamma", (dim,))):
+            state[f"blocks.{i}.{name}"] = (1 + rand(*shape)) if name.endswith(("norm1.weight", "norm2.weight")) \
+                else rand(*shape) * (50 if "gamma" in name else 1)
+    return state
+
+
+class _TinyCLIP(torch.nn.Module):
+    """The parameter names an OpenAI CLIP file holds (a small ViT visual tower, the text projection and a text
+    key torch-fidelity drops), in torch-fidelity's own modules; OpenAI's files are TorchScript archives."""
+
+    def __init__(self):
+        super().__init__()
+        from torch_fidelity.feature_extractor_clip import CLIPVisual
+
+        torch.manual_seed(0)
+        self.visual = CLIPVisual(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64,
+                                 vision_patch_size=8).visual
+        self.text_projection = torch.nn.Parameter(torch.randn(16, 32))
+        self.ln_final = torch.nn.LayerNorm(16)
+
+    def forward(self, x):
+        return x
+
+
+@pytest.mark.parametrize("name", ["fd-dinov2", "clip"])
+def test_missing_dinov2_and_clip_weights_say_what_to_get_and_where(offline, name):
+    with pytest.raises(MissingWeightsError) as err:
+        build_extractor(name, "")
+    msg = str(err.value)
+    assert "nothing is downloaded at run time" in msg and "eval.feature_extractor_weights_path" in msg
+    assert hub_cache_path(name) in msg and str(offline) in hub_cache_path(name)
+    assert ("dinov2_vitl14_pretrain.pth" if name == "fd-dinov2" else "ViT-L-14.pt") in msg  # the URL to get
+    with pytest.raises(MissingWeightsError, match="nowhere.pth does not exist"):
+        build_extractor(name, str(offline / "nowhere.pth"))
+
+
+def test_fd_dinov2_runs_on_a_vit_s14_weights_file_made_here(offline):
+    weights = offline / "dinov2_vits14_pretrain.pth"
+    torch.save(dinov2_state(), weights)
+    ex = build_extractor("fd-dinov2", str(weights))
+    assert FEATURE_EXTRACTORS_REGISTRY["fd-dinov2"] is type(ex)  # torch-fidelity can use it by name too
+    assert ex.get_requested_features_list() == ["dinov2"]
+    images = torch.rand(3, 1, 16, 16) * 2 - 1  # resized to 224 px inside: 16 x 16 patches, not the file's 37
+    feats = extract_features(ex, images)
+    assert feats.shape == (3, 384) and torch.isfinite(feats).all()
+    assert feats.std(0).sum() > 0  # different images, different features
+
+
+def test_fd_dinov2_refuses_variants_it_does_not_build(offline):
+    state = dinov2_state(dim=64, depth=1, grid=4)
+    state["register_tokens"] = torch.zeros(1, 4, 64)
+    torch.save(state, offline / "reg.pth")
+    with pytest.raises(ValueError, match="register"):
+        build_extractor("fd-dinov2", str(offline / "reg.pth"))
+
+
+@pytest.mark.parametrize("scripted", [True, False], ids=["torchscript", "state-dict"])
+def test_clip_runs_on_a_weights_file_made_here(offline, scripted):
+    model, weights = _TinyCLIP(), offline / "clip.pt"
+    if scripted:
+        torch.jit.script(model).save(str(weights))
+    else:
+        torch.save(model.state_dict(), weights)
+    ex = build_extractor("clip", str(weights))
+    assert ex.get_requested_features_list() == ["clip"] and ex.resolution == 32
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    feats = extract_features(ex, images)
+    assert feats.shape == (3, 32) and torch.isfinite(feats).all() and feats.std(0).sum() > 0
+    # the visual tower holds the file's weights (torch-fidelity's loader dropped the text keys and, as with
+    # OpenAI's fp16 files, rounds the weights through fp16)
+    assert torch.equal(ex.model.visual.conv1.weight, model.visual.conv1.weight.detach().half().float())

@@ -10,14 +10,18 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from acl_dist.eval.extractors import build_extractor, to_uint8_rgb
-from acl_dist.eval.fid import (
-    FeatureStats,
-    compute_fid,
-    fid_from_stats,
-    real_statistics,
-    shard_sizes,
-    stats_cache_path,
-)
+from acl_dist.eval.fid import FeatureStats, fid_from_stats, shard_sizes, stats_cache_path
+from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, reference_set
+
+
+def real_statistics(batches, extractor, num_samples, cache_path=None, dataset_key=""):
+    """FID's reference statistics alone (no features), as the FID-only path makes them."""
+    return reference_set(batches, extractor, num_samples, False, cache_path, dataset_key).stats
+
+
+def compute_fid(generate, num_samples, real_stats, extractor, batch_size):
+    reference = FeatureSet(real_stats)
+    return compute_metrics(generate, num_samples, reference, extractor, MetricOptions(), batch_size)["fid"]
 
 
 def digits(n: int, offset: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""FIDTracker: FID history in run_dir/fid.csv, the curve, best/is_best, cache reuse and resume."""
+"""EvalTracker: metric history in run_dir/eval.csv, the curves, best/is_best, cache reuse, resume, old fid.csv."""
 
 import csv
 import math
@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 
 from acl_dist.config import EvalConfig
 from acl_dist.eval.extractors import MissingWeightsError
-from acl_dist.eval.tracker import FIDTracker
+from acl_dist.eval.tracker import EvalTracker, read_history
 
 
 def digits(n: int, offset: int = 0) -> torch.Tensor:
@@ -25,7 +25,7 @@ def generator(noise: float):
 
 
 def rows(run_dir):
-    with open(run_dir / "fid.csv", newline="") as f:
+    with open(run_dir / "eval.csv", newline="") as f:
         return [(int(r["step"]), float(r["fid"])) for r in csv.DictReader(f)]
 
 
@@ -38,22 +38,22 @@ def test_tracker_writes_history_curve_and_best(tmp_path):
         calls.append(1)
         return digits(100).split(40)
 
-    tracker = FIDTracker(cfg, str(run_dir), "cpu", real_batches, cache_dir=cache, dataset_key="digits:16")
+    tracker = EvalTracker(cfg, str(run_dir), "cpu", real_batches, cache_dir=cache, dataset_key="digits:16")
     assert tracker.best == math.inf
-    bad = tracker.evaluate(100, generator(0.8))
+    bad = tracker.evaluate(100, generator(0.8))["fid"]
     assert tracker.is_best and tracker.best == bad
-    good = tracker.evaluate(200, generator(0.0))
+    good = tracker.evaluate(200, generator(0.0))["fid"]
     assert good < bad and tracker.is_best and tracker.best == good
-    worse = tracker.evaluate(300, generator(0.5))
+    worse = tracker.evaluate(300, generator(0.5))["fid"]
     assert not tracker.is_best and tracker.best == good
     assert rows(run_dir) == [(100, bad), (200, good), (300, worse)]
-    with Image.open(run_dir / "fid.png") as im:
+    with Image.open(run_dir / "eval.png") as im:
         assert im.format == "PNG"
 
     # resumed from the step-200 checkpoint: the reference statistics come from the cache, and the rows
     # from step 200 on are replaced, so 'best' forgets the rewound history
-    resumed = FIDTracker(cfg, str(run_dir), "cpu", real_batches, cache_dir=cache, dataset_key="digits:16")
-    again = resumed.evaluate(200, generator(0.5))
+    resumed = EvalTracker(cfg, str(run_dir), "cpu", real_batches, cache_dir=cache, dataset_key="digits:16")
+    again = resumed.evaluate(200, generator(0.5))["fid"]
     assert len(calls) == 1
     assert rows(run_dir) == [(100, bad), (200, again)]
     assert resumed.best == min(bad, again)
@@ -63,19 +63,60 @@ def test_tracker_fails_at_construction_without_inception_weights(tmp_path, monke
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cfg = EvalConfig(feature_extractor="inception-v3-compat")
     with pytest.raises(MissingWeightsError, match="eval.feature_extractor_weights_path"):
-        FIDTracker(cfg, str(tmp_path / "run"), "cpu", lambda: iter(()))
+        EvalTracker(cfg, str(tmp_path / "run"), "cpu", lambda: iter(()))
 
 
 def test_tracker_state_round_trips_through_a_checkpoint(tmp_path):
     cfg = EvalConfig(every=1, num_samples=100, batch_size=25)
-    first = FIDTracker(cfg, str(tmp_path / "run"), "cpu", lambda: digits(100).split(50))
-    a = first.evaluate(1, generator(0.8))
+    first = EvalTracker(cfg, str(tmp_path / "run"), "cpu", lambda: digits(100).split(50))
+    a = first.evaluate(1, generator(0.8))["fid"]
     state = first.state_dict()
     first.evaluate(2, generator(0.0))
     # another run dir, so the CSV cannot help: the checkpoint's state alone restores history and best
-    second = FIDTracker(cfg, str(tmp_path / "other"), "cpu", lambda: digits(100).split(50))
+    second = EvalTracker(cfg, str(tmp_path / "other"), "cpu", lambda: digits(100).split(50))
     second.load_state_dict(state)
     assert second.best == a
-    b = second.evaluate(2, generator(0.5))
+    b = second.evaluate(2, generator(0.5))["fid"]
     assert rows(tmp_path / "other") == [(1, a), (2, b)]
     assert second.is_best == (b < a)
+
+
+def test_every_metric_gets_a_column_a_panel_and_best_follows_fid(tmp_path):
+    cfg = EvalConfig(every=1, num_samples=100, batch_size=25, metrics=["fid", "kid", "isc", "prc"],
+                     kid_subsets=5, kid_subset_size=40)
+    run_dir = tmp_path / "run"
+    tracker = EvalTracker(cfg, str(run_dir), "cpu", lambda: digits(100).split(40))
+    first = tracker.evaluate(1, generator(0.8))
+    assert list(first) == ["fid", "kid_mean", "kid_std", "isc_mean", "isc_std", "precision", "recall", "f_score"]
+    assert tracker.is_best and tracker.best == first["fid"]
+    second = tracker.evaluate(2, generator(0.0))
+    with open(run_dir / "eval.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["step", *first, "seconds"]
+    assert [float(r["kid_mean"]) for r in table] == [first["kid_mean"], second["kid_mean"]]
+    assert [float(r["recall"]) for r in table] == [first["recall"], second["recall"]]
+    with Image.open(run_dir / "eval.png") as im:
+        assert im.size[0] >= 4 * 6 * 100  # six panels (fid, kid, isc, precision, recall, f_score) of 4 inches
+
+
+def test_without_fid_there_is_no_best(tmp_path):
+    cfg = EvalConfig(every=1, num_samples=100, batch_size=25, metrics=["prc"])
+    tracker = EvalTracker(cfg, str(tmp_path / "run"), "cpu", lambda: digits(100).split(40))
+    out = tracker.evaluate(1, generator(0.0))
+    assert set(out) == {"precision", "recall", "f_score"}
+    assert not tracker.is_best and tracker.best == math.inf
+
+
+def test_an_older_runs_fid_csv_is_read_back_and_continued_in_eval_csv(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "fid.csv").write_text("step,fid,seconds\n100,50.5,1.000\n200,40.25,1.000\n")
+    cfg = EvalConfig(every=1, num_samples=100, batch_size=25, metrics=["fid", "kid"], kid_subset_size=50)
+    tracker = EvalTracker(cfg, str(run_dir), "cpu", lambda: digits(100).split(40))
+    assert tracker.best == 40.25
+    new = tracker.evaluate(300, generator(0.0))
+    with open(run_dir / "eval.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["step"], r["fid"], r["kid_mean"]) for r in table] == [
+        ("100", "50.5", ""), ("200", "40.25", ""), ("300", repr(new["fid"]), repr(new["kid_mean"]))]
+    assert read_history(str(run_dir))[0] == {"step": 100.0, "fid": 50.5, "seconds": 1.0}
