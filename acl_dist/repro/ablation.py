@@ -14,9 +14,11 @@ defaults move. Metrics are declared here, before any run is looked at:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
+from acl_dist.methods.registry import options_class
 from acl_dist.repro import table1
 from acl_dist.repro.jobs import Job, run_jobs
 from acl_dist.repro.report import mean_std, write_report
@@ -49,11 +51,13 @@ def variants(method: str, only: tuple[str, ...] | None = None) -> dict[str, dict
     """{variant: overrides} for one ACL method: the paper's attachment, each change alone, all together
     (``only``: just these variants, for the tiny budget)."""
     applicable = {k: c for k, c in CHANGES.items() if method in c[2]}
-    out = {"paper": dict(PAPER)}
-    out.update({k: {**PAPER, **c[1]} for k, c in applicable.items()})
+    options = {f"method.{f.name}" for f in dataclasses.fields(options_class(method))}
+    paper = {k: v for k, v in PAPER.items() if not k.startswith("method.") or k in options}  # its own options
+    out = {"paper": paper}
+    out.update({k: {**paper, **c[1]} for k, c in applicable.items()})
     for name, parts in PAIRS.items():
-        out[name] = {**PAPER, **{key: v for p in parts for key, v in CHANGES[p][1].items()}}
-    out["all"] = {**PAPER, **{key: v for c in applicable.values() for key, v in c[1].items()}}
+        out[name] = {**paper, **{key: v for p in parts for key, v in CHANGES[p][1].items()}}
+    out["all"] = {**paper, **{key: v for c in applicable.values() for key, v in c[1].items()}}
     return {k: v for k, v in out.items() if only is None or k in only}
 
 
