@@ -41,7 +41,7 @@ import torch
 from acl_dist.data.memory import toy_tensors
 from acl_dist.eval.loading import load_run
 from acl_dist.priors import mixture_centers
-from acl_dist.repro.jobs import Job, run_jobs
+from acl_dist.repro.jobs import REPO, Job, run_jobs
 from acl_dist.repro.report import mean_std, write_report
 from acl_dist.repro.stats import MMD_BANDWIDTHS, VERDICTS, mmd2_per_bandwidth, mode_coverage, seed_verdict
 from acl_dist.train.checkpoint import complete_checkpoints
@@ -50,7 +50,8 @@ STDS = (0.1, 0.3, 0.5)  # std of each mode of the 4-mode prior (the target's is 
 LRS = (1e-3, 3e-4, 1e-4)  # the code GAN's (Gz, Dc) learning rate; 1e-3 is the recipes' base
 BASE_LR = 1e-3
 POINTS = 1000  # points per set for MMD, mode coverage and the scatter plots
-CURVE_FLOOR = 1e-5  # the unbiased MMD² can dip below 0: the log-scale curves draw such values at this floor
+CURVE_LINEAR = 1e-4  # the curves' axis is linear within ± this (the unbiased MMD² can dip below 0), log beyond
+NULL_DRAWS = 10  # pairs of disjoint target samples for the no-difference reference
 FIXED = {  # what every run of the sweep sets, whatever the recipes say
     "data.toy_modes": 4, "data.toy_radius": 2.0, "data.toy_std": 0.1, "model.code_dim": 2, "optim.lr": 1e-3,
     "train.batch_size": 256, "train.ema": 0.0, "train.sample_every": 1000000, "train.tensorboard": "false",
@@ -132,6 +133,21 @@ def measure(checkpoint: str, seed: int = 0) -> dict:
     out["points"] = {"noise": noise, "real": real, "fake": fake, "real_codes": real_codes,
                      "fake_codes": fake_codes}
     return out
+
+
+def null_reference() -> dict[float, tuple[float, float]]:
+    """{width: (mean, largest |value|)} of the data MMD² between two disjoint POINTS-point samples of the target
+    over NULL_DRAWS splits: how large the estimate is when there is no difference at all. Added after the
+    sweep's results were seen, as context for small values; no verdict uses it."""
+    from acl_dist.config import load_recipe
+
+    d = load_recipe(os.path.join(REPO, ONE_MODE.recipe), [f"{k}={v}" for k, v in FIXED.items()]).data
+    real, _ = toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples)
+    draws = []
+    for seed in range(NULL_DRAWS):
+        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(1000 + seed))
+        draws.append(mmd2_per_bandwidth(real[order[:POINTS]], real[order[POINTS:2 * POINTS]]))
+    return {w: (sum(d[w] for d in draws) / len(draws), max(abs(d[w]) for d in draws)) for w in MMD_BANDWIDTHS}
 
 
 Results = dict[tuple[str, float], list[list[dict]]]  # (prior label, lr) -> seeds -> snapshots
@@ -275,12 +291,11 @@ def curve_figure(results: Results, b: dict, path: str) -> str:
                 runs = results[(p.label, lr)]
                 steps = [s["step"] for s in runs[0]]
                 v = torch.tensor([[s[f"data_mmd@{w:g}"] for s in run] for run in runs])  # [seeds, snapshots]
-                ax.plot(steps, v.mean(0).clamp(min=CURVE_FLOOR), marker="o", markersize=3, label=p.label)
-                low, high = (t.values.clamp(min=CURVE_FLOOR) for t in (v.min(0), v.max(0)))
-                ax.fill_between(steps, low, high, alpha=0.15)
+                ax.plot(steps, v.mean(0), marker="o", markersize=3, label=p.label)
+                ax.fill_between(steps, v.min(0).values, v.max(0).values, alpha=0.15)
             ax.set_title(f"data MMD², width {w:g}, code-GAN lr {lr:g}", fontsize=8)
             ax.set_xlabel("step", fontsize=7)
-            ax.set_yscale("log")
+            ax.set_yscale("symlog", linthresh=CURVE_LINEAR)
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
@@ -293,11 +308,35 @@ def _count(verdicts: list[str]) -> str:
     return ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS)
 
 
+def _in_words(found: list[str]) -> str:
+    """How one metric's verdicts over several comparisons read: one-sided, mixed or nowhere distinguishable."""
+    holds, opposite = found.count("holds"), found.count("opposite")
+    if holds and opposite:
+        return "mixed"
+    if holds:
+        return "holds"
+    return "opposite" if opposite else "not distinguishable"
+
+
+def _summary(table: dict, keys: list[tuple[str, str, bool]], subject: str, claim: str) -> list[str]:
+    """One sentence per way a metric can read, naming the metrics that read so (empty groups left out)."""
+    words = {label: _in_words([v for k, (v, _) in table.items() if k[-1] == key]) for key, label, _ in keys}
+    phrases = {"holds": f"{claim} beyond the seed spread in some {subject} and the opposite in none",
+               "opposite": f"the opposite of the claim beyond the seed spread in some {subject} and the claim in none",
+               "mixed": f"the claim in some {subject} and the opposite in others",
+               "not distinguishable": f"no difference beyond the seed spread in any of the {subject}"}
+    return [f"- {phrases[w]}: {', '.join(lab for lab, got in words.items() if got == w)}."
+            for w in ("holds", "opposite", "mixed", "not distinguishable") if w in words.values()]
+
+
 def what_it_shows(claim_b: dict, claim_a: dict, results: Results, b: dict) -> list[str]:
-    """Plain words from the verdicts: per metric for claim (b), per MMD metric for claim (a), at a glance."""
+    """Plain words from the verdicts: which metrics support each claim, then the counts behind that."""
     cells = len(b["stds"]) * len(b["lrs"])
-    lines = [f"Claim (b), the 4-mode prior ends closer than the 1-mode prior, per metric over the {cells} "
-             f"(4-mode std, lr) pairs:", ""]
+    lines = ["Claim (b), the 4-mode prior ends closer to the target than the 1-mode prior, at equal lr:", "",
+             *_summary(claim_b, METRICS, "(std, lr) pairs", "the 4-mode prior ends closer"), "",
+             "Claim (a), codes and data align progressively (last vs first checkpoint):", "",
+             *_summary(claim_a, MMD_METRICS, "(prior, lr) pairs", "the last checkpoint is closer"), "",
+             f"Claim (b) per metric over the {cells} (4-mode std, lr) pairs:", ""]
     for key, label, _ in METRICS:
         found = {v: [f"std {s:g}/lr {lr:g}" for (s, lr, k), (verdict, _) in claim_b.items() if k == key
                      and verdict == v] for v in VERDICTS[:2]}
@@ -312,6 +351,9 @@ def what_it_shows(claim_b: dict, claim_a: dict, results: Results, b: dict) -> li
               "(prior, lr) pairs:", ""]
     for key, label, _ in MMD_METRICS:
         lines.append(f"- {label}: " + _count([v for (_, _, k), (v, _) in claim_a.items() if k == key]) + ".")
+    lines += ["", "Claim (a) per prior, over every MMD metric and lr:", ""]
+    for prior in dict.fromkeys(p for p, _ in results):
+        lines.append(f"- {prior}: " + _count([v for (p, _, _), (v, _) in claim_a.items() if p == prior]) + ".")
     lines += ["", _reviewer_check(results)]
     return lines
 
@@ -348,6 +390,8 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> 
 
 def _body(budget_name: str, b: dict, results: Results, claim_b: dict, claim_a: dict) -> str:
     every = max(1, b["steps"] // b["snapshots"])
+    null_text = "; ".join(f"width {w:g}: mean {m:.2g}, largest |value| {a:.2g}"
+                          for w, (m, a) in null_reference().items())
     fixed = ", ".join(f"`{k}={v}`" for k, v in FIXED.items())
     return f"""
 Command: `acl-dist repro prior --budget {budget_name}`: ACL-AE, {b['steps']} steps, checkpoints every {every}
@@ -370,6 +414,9 @@ least 1/16 of those (covered, of 4) and the smallest over the largest mode share
 
 {chr(10).join(main_table(results))}
 
+For scale, the data MMD² between two disjoint {POINTS}-point samples of the target itself ({NULL_DRAWS} splits;
+added after the results were seen, used by no verdict): {null_text}.
+
 ## Claim (b): the 4-mode prior ends closer than the 1-mode prior
 
 Each cell: verdict: 4-mode mean vs 1-mode mean (spread).
@@ -377,7 +424,9 @@ Each cell: verdict: 4-mode mean vs 1-mode mean (spread).
 {chr(10).join(verdict_tables(claim_b, b))}
 ## Claim (a): codes and data align progressively
 
-Each cell: verdict: mean at the last checkpoint vs at the first (step {every}) (spread).
+Each cell: verdict: mean at the last checkpoint vs at the first (step {every}) (spread). The first checkpoint
+is the first measured state, not the initialisation: alignment reached before step {every} is not in this
+comparison (the scatter's first column of checkpoints shows how far it had come).
 
 {chr(10).join(alignment_table(claim_a, results))}
 
@@ -385,7 +434,7 @@ Each cell: verdict: mean at the last checkpoint vs at the first (step {every}) (
 
 ![seed 0 at the base lr: the prior and the target (left), codes and data at each checkpoint](prior_scatter.png)
 
-![data MMD² per kernel width and code-GAN lr: seed mean, min-max band, floor {CURVE_FLOOR:g}](prior_mmd.png)
+![data MMD² per kernel width and code-GAN lr: seed mean, min-max band; linear within ±{CURVE_LINEAR:g}](prior_mmd.png)
 
 ## What it shows
 
