@@ -28,7 +28,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     diag = re.search(r"^\| acl_gan_gp \| [^|]+ \| ([0-9.]+) ± [0-9.]+ \| ([-0-9.]+) ± [0-9.]+ \|$", table, re.M)
     assert diag and float(diag.group(1)) > 0, table  # reconstruction FD and code MMD² of the ACL module
     assert not re.search(r"^\| gan \| [^|]+ \| [^|]+ \| [^|]+ \|$", table, re.M)  # no encoder: no diagnostics
-    assert "4-mode prior" in (out / "prior.md").read_text()
+    check_prior_report(out)
     ablation = (out / "acl_ablation.md").read_text()
     for method, bases in (("acl_gan", ["gan"]), ("acl_gan_gp", ["wgan_gp"]), ("acl_ae", ["vae", "aae"])):
         section = ablation.split(f"### {method}\n", 1)[1].split("###", 1)[0]
@@ -40,6 +40,35 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     check_lazy_report(out)
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
+
+
+def check_prior_report(out) -> None:
+    """prior.md at the tiny budget (1 seed; the 1-mode prior and the 4-mode prior of std 0.1 at lr 0.001): the
+    last-checkpoint table with a column per MMD kernel width, the verdict tables with a verdict and its numbers
+    in every cell, the progressive-alignment table, both pictures, and the summary per metric."""
+    text = (out / "prior.md").read_text()
+    widths = ("0.1", "0.3", "1", "3")
+    header = re.search(r"^\| prior \| code-GAN lr \| (.+) \|$", text, re.M).group(1).split(" | ")
+    assert header == [f"data MMD² w={w}" for w in widths] + ["code MMD² w=1", "high-quality", "modes covered",
+                                                              "balance"], header
+    for prior in ("1-mode", "4-mode std 0.1"):
+        row = re.search(rf"^\| {prior} \| 0.001 \| (.+) \|$", text, re.M)
+        assert row and all(re.fullmatch(r"-?[0-9.e+-]+", c) for c in row.group(1).split(" | ")), prior
+    cell = r"(holds|opposite|not distinguishable): -?[0-9.e+-]+ vs -?[0-9.e+-]+ \(spread [0-9.e+-]+\)"
+    rows = re.findall(r"^\| 0.1 \| 0.001 \| (.+) \|$", text, re.M)
+    assert [len(r.split(" | ")) for r in rows] == [7, 4], rows  # data metrics, then code metrics
+    for r in rows:
+        assert all(re.fullmatch(cell, c) for c in r.split(" | ")), r
+    assert "| 4-mode std | code-GAN lr | " + " | ".join(f"code MMD² w={w}" for w in widths) + " |" in text
+    alignment = re.findall(r"^\| (?:1-mode|4-mode std 0.1) \| 0.001 \| (.+) \|$", text.split("## Claim (a)")[1], re.M)
+    assert len(alignment) == 2 and all(len(r.split(" | ")) == 8 for r in alignment), alignment
+    for image in ("prior_scatter.png", "prior_mmd.png"):
+        assert f"]({image})" in text and (out / image).stat().st_size > 10_000, image
+    shows = text.split("## What it shows", 1)[1]
+    counts = re.findall(r"^- .+: \d+ holds, \d+ opposite, \d+ not distinguishable\.$", shows, re.M)
+    assert len(counts) == 11 + 1 + 8 + 2, counts  # per metric (b), per std, per MMD metric (a), per prior
+    # one seed: nothing is beyond a spread, so every metric reads "no difference" for both claims
+    assert len(re.findall(r"^- no difference beyond the seed spread in any of the .+: .+\.$", shows, re.M)) == 2
 
 
 def check_lazy_report(out) -> None:

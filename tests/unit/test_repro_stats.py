@@ -1,21 +1,58 @@
-"""The prior analysis' distances: MMD² near zero for one distribution, mode coverage counts what it says."""
+"""The prior analysis' distances: MMD² near zero for one distribution, mode coverage counts what it says, the
+seed-spread verdict rule, and the sweep's runs."""
 
 from __future__ import annotations
 
 import torch
 
 from acl_dist.priors import mixture_centers
+from acl_dist.repro.prior import jobs_for
 from acl_dist.repro.report import mean_std
-from acl_dist.repro.stats import mmd2, mode_coverage
+from acl_dist.repro.stats import mmd2, mmd2_per_bandwidth, mode_coverage, seed_verdict
 
 
 def test_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(500, 2, generator=g), torch.randn(500, 2, generator=g)
-    same = mmd2(x, y)
+    same = mmd2(x, y, (1.0,))
     assert abs(same) < 0.02
-    assert mmd2(x, y + 0.5) > 10 * abs(same)
-    assert mmd2(x, y + 2.0) > mmd2(x, y + 0.5)
+    assert mmd2(x, y + 0.5, (1.0,)) > 10 * abs(same)
+    assert mmd2(x, y + 2.0, (1.0,)) > mmd2(x, y + 0.5, (1.0,))
+
+
+def test_mmd_per_bandwidth_is_each_kernel_alone_and_they_sum_to_the_summed_kernel():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(200, 2, generator=g), 0.3 * torch.randn(200, 2, generator=g)
+    each = mmd2_per_bandwidth(x, y, (0.1, 1.0, 3.0))
+    assert list(each) == [0.1, 1.0, 3.0]
+    assert each[1.0] == mmd2(x, y, (1.0,))
+    assert abs(sum(each.values()) - mmd2(x, y, (0.1, 1.0, 3.0))) < 1e-12  # the kernel is linear in its terms
+
+
+def test_seed_verdict_needs_a_difference_beyond_the_larger_spread():
+    # lower is better (MMD): means 1.0 vs 2.0, spreads 0.2 and 0.4 -> 1.0 better by more than 0.4
+    assert seed_verdict([0.9, 1.0, 1.1], [1.8, 2.0, 2.2], higher_is_better=False) == "holds"
+    assert seed_verdict([1.8, 2.0, 2.2], [0.9, 1.0, 1.1], higher_is_better=False) == "opposite"
+    assert seed_verdict([0.9, 1.0, 1.1], [1.8, 2.0, 2.2], higher_is_better=True) == "opposite"
+    # a difference of 1.0 inside a spread of 1.5: neither way
+    assert seed_verdict([0.25, 1.0, 1.75], [2.0, 2.0, 2.0], higher_is_better=False) == "not distinguishable"
+    assert seed_verdict([4, 4, 4], [4, 4, 4], higher_is_better=True) == "not distinguishable"  # ties
+    assert seed_verdict([0.0], [5.0], higher_is_better=False) == "not distinguishable"  # one seed: no spread
+
+
+def test_prior_sweep_is_the_full_factorial_with_explicit_settings():
+    jobs = jobs_for("full")
+    assert len(jobs) == 4 * 3 * 3 and len({j.name for j in jobs}) == 36
+    by_name = {j.name: j for j in jobs}
+    four = by_name["prior-gmm4-std0.3-lr3e-04-seed2"]
+    assert four.recipe.endswith("acl_ae_prior4.yaml")
+    for override in ("method.prior=gmm", "method.prior_std=0.3", "method.prior_modes=4", "optim.lr=0.001",
+                     "optim.lr_per_net={Gz: 0.0003, Dc: 0.0003}", "run.seed=2", "train.steps=3000",
+                     "train.ckpt_every=500", "data.toy_std=0.1", "train.batch_size=256"):
+        assert override in four.overrides, override
+    one = by_name["prior-gauss1-lr1e-04-seed0"]
+    assert "method.prior=gaussian" in one.overrides and "optim.lr_per_net={Gz: 0.0001, Dc: 0.0001}" in one.overrides
+    assert [j.name for j in jobs_for("tiny")] == ["prior-gauss1-lr1e-03-seed0", "prior-gmm4-std0.1-lr1e-03-seed0"]
 
 
 def test_mode_coverage_sees_a_dropped_mode():
