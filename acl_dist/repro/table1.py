@@ -191,8 +191,9 @@ methods with each other, not with the paper's column.
 
 {chr(10).join(_verdicts(scores))}
 
-Where the encoder methods' sample quality goes (mean ± std over seeds; code MMD² with the kernel of
-`repro/stats.py`, on 1,000 codes; n/a: the method has no code generator):
+Where the encoder methods' sample quality goes (mean ± std over seeds; code MMD² of Gz(z) against E(x), both
+standardised by E(x)'s per-dimension scale, Gaussian kernels of widths 0.5, 1, 2 x sqrt(d) (`stats.code_mmd2`),
+on 1,000 codes; n/a: the method has no code generator):
 
 {chr(10).join(diag)}
 
