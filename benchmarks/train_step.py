@@ -229,11 +229,14 @@ def probe_max_batch(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def _try_batch(args: argparse.Namespace, batch: int, device: torch.device) -> int:
-    """Build every side at ``batch`` and run its warm-up; the peak bytes (0 off CUDA). Frees all of it."""
-    sides, _ = build_sides(args, batch, device)
+    """Build every side at ``batch`` and run what ``main`` runs before timing (the FLOP count on CUDA, the
+    warm-up); the peak bytes (0 off CUDA). Frees all of it."""
+    sides, trainer = build_sides(args, batch, device)
+    if device.type == "cuda":
+        count_flops(trainer, device)
     warm_up(sides, args.warmup, device)
     peak = max(s.peak for s in sides)
-    del sides, _
+    del sides, trainer
     gc.collect()  # the trainers hold reference cycles; their graphs' memory pools go with them
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -299,13 +302,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if probe_max_batch(args, device) else 1)
     batch = find_max_batch(argv) if args.batch == "max" else int(args.batch)
     sides, trainer = build_sides(args, batch, device)
+    flops = count_flops(trainer, device) if device.type == "cuda" or args.flops else 0.0
     warm_up(sides, args.warmup, device)
     resident = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     time_rounds(sides, args.rounds, args.steps, device)
-    # counted on an eager step (a graph replay dispatches nothing to count)
-    flops = _step_flops(lambda: trainer.run_step(iter(trainer.stream), {})) \
-        if device.type == "cuda" or args.flops else 0.0
     report(args, trainer.recipe, sides, flops, resident, device)
+
+
+def count_flops(trainer: Trainer, device: torch.device) -> float:
+    """FLOPs of one eager step of ours (a graph replay dispatches nothing to count). Counted before the warm-up:
+    at the largest batch an eager step beside the captured graphs' memory pools would not fit; its own
+    cached memory is handed back before the graphs take theirs."""
+    flops = _step_flops(lambda: trainer.run_step(iter(trainer.stream), {}))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    return flops
 
 
 def report(args: argparse.Namespace, recipe: Recipe, sides: list[Side], flops: float, resident: int,
