@@ -179,10 +179,10 @@ def plan(s: Settings) -> list[Step]:
              keep=r"^\s*(res|\d+) |ACL-GAN-GP|Error"),
         Step("shard256", "digits -> shards at 256 px", [py, "-m", "acl_dist", "shard", "builtin:digits",
                                                          f"{s.scratch}/digits256", "--resolution", res256,
-                                                         "--no-progress"], 40, keep=r"shard:|Error", reserve_s=30),
+                                                         "--no-progress"], 40, keep=r"shard:|Error", reserve_s=20),
         Step("train256", f"{FFHQ256} on the digits shards, {s.train_steps} steps",
              [py, "-c", TRAIN_WITH_PEAK, "train", FFHQ256, *train_overrides(s)], 170,
-             keep=r"fid |finished at step|graph|peak CUDA|Error|out of memory", reserve_s=150, needs="shard256",
+             keep=r"fid |finished at step|graph|peak CUDA|Error|out of memory", reserve_s=130, needs="shard256",
              collect=collect_training),
         bench(s, "step128-max", "step 128 px, largest batch, NCHW vs NHWC", 128, "max", 100, *NHWC_VARIANTS),
         bench(s, "recipe256", "step 256 px with the ffhq256 recipe's nets, its batch 16", 256, "16", 60,
@@ -250,7 +250,9 @@ def run_step(step: Step, box: float, s: Settings, log) -> Result:
     if step.collect is not None:
         result.kept += [f"-> {name}" for name in step.collect(s)]
     log.write(f"----- {step.name}: {status} in {result.seconds:.0f} s\n")
-    print(f"\n===== {step.name}: {step.title}: {status} in {result.seconds:.0f} s\n{output}", end="", flush=True)
+    # one line here; the whole output is in the log, the key lines in the summary printed last (the device
+    # tool's reply keeps only the last 12,000 characters of what is printed)
+    print(f"===== {step.name}: {step.title}: {status} in {result.seconds:.0f} s", flush=True)
     return result
 
 
@@ -274,6 +276,9 @@ def run_all(s: Settings) -> list[Result]:
         for i, step in enumerate(steps):
             box = box_for(steps, i, deadline - time.monotonic())
             why = skip_reason(step, s, results) or ("no time left" if box < MIN_BOX_S else "")
+            if why:
+                print(f"===== {step.name}: skipped ({why})", flush=True)
+                log.write(f"\n===== {step.name}: skipped ({why})\n")
             results[step.name] = Result(step.name, f"skipped ({why})") if why else run_step(step, box, s, log)
             write_summary(s, list(results.values()))
             if step.fatal and not results[step.name].ok:
