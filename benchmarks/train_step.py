@@ -221,7 +221,9 @@ def probe_max_batch(args: argparse.Namespace, device: torch.device) -> int:
             print(f"  batch {batch}: {'out of memory' if _is_oom(e) else 'failed'} ({type(e).__name__}: "
                   f"{str(e).splitlines()[0][:160] if str(e) else ''})", flush=True)
             break
-        print(f"  batch {batch}: fits" + (f" (peak {peak / MIB:.0f} MiB)" if peak else ""), flush=True)
+        left = torch.cuda.memory_allocated() if device.type == "cuda" else 0  # a leak would shrink the answer
+        print(f"  batch {batch}: fits" + (f" (peak {peak / MIB:.0f} MiB; {left / MIB:.0f} MiB still allocated "
+                                          "after freeing it)" if peak else ""), flush=True)
         fitted, batch = batch, batch * 2
     capped = " (the cap: a larger batch may fit)" if fitted and batch > args.max_batch_cap else ""
     print(f"{MAX_BATCH_LINE} {fitted}{capped}", flush=True)
