@@ -179,7 +179,8 @@ def plan(s: Settings) -> list[Step]:
              keep=r"^\s*(res|\d+) |ACL-GAN-GP|Error"),
         Step("shard256", "digits -> shards at 256 px", [py, "-m", "acl_dist", "shard", "builtin:digits",
                                                          f"{s.scratch}/digits256", "--resolution", res256,
-                                                         "--no-progress"], 40, keep=r"shard:|Error", reserve_s=20),
+                                                         "--max-count", "300", "--no-progress"], 40,
+             keep=r"shard:|Error", reserve_s=20),  # 6 shards: one at least per DataLoader worker (4)
         Step("train256", f"{FFHQ256} on the digits shards, {s.train_steps} steps",
              [py, "-c", TRAIN_WITH_PEAK, "train", FFHQ256, *train_overrides(s)], 170,
              keep=r"fid |finished at step|graph|peak CUDA|Error|out of memory", reserve_s=130, needs="shard256",
