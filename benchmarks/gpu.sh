@@ -4,7 +4,7 @@
 #
 # 1. On the session's own machine, once: fetch the wheels the GPU image lacks (torch-fidelity, webdataset,
 #    braceexpand, ffmpeg-python, future; pure Python, 0.7 MB) into the git-ignored .whl/:
-#      benchmarks/gpu_wheels.sh
+#      benchmarks/gpu_wheels.sh      (PYTHON=.venv/bin/python benchmarks/gpu_wheels.sh where python3 has no pip)
 #    (the image has torch, torchvision, accelerate, scikit-learn, scikit-image, pytest, matplotlib, tensorboard)
 # 2. One device call: 1-2 min start + at most 7.5 min, so 15 min of device time leave 5 for one rerun:
 #      run(command="bash benchmarks/gpu.sh", carry=[".whl"], timeout_s=450)
