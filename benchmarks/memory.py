@@ -1,6 +1,7 @@
 """Memory of an ACL-GAN-GP critic+generator step per resolution: plain vs activation checkpointing vs ZeRO.
 
     python benchmarks/memory.py [--resolutions 64 128 256 512] [--batch 8] [--ranks 8] [--device cpu|cuda]
+                                [--precision no|bf16] [--step]
 
 What is measured, side by side for each resolution:
 - activations: bytes autograd saves for backward in one generator forward + critic forward (counted with
@@ -10,14 +11,18 @@ What is measured, side by side for each resolution:
   computed from the parameter counts. ZeRO-3 cannot train a penalised critic (its double backward; see
   validation._check_zero3), so its column is for the same nets trained without a penalty (acl_gan's Gx and
   Dx, gan's G and D);
-- on CUDA only: the peak allocated memory of a real D step with the penalty and a G step
-  (``torch.cuda.max_memory_allocated``), plain vs checkpointing.
+- on CUDA only: the peak allocated memory of a real D step with the penalty and a G step, the first of each
+  (so Adam's moments are allocated within it), under ``--precision`` autocast
+  (``torch.cuda.max_memory_allocated``), plain vs checkpointing; a configuration that runs out of memory
+  prints OOM and the next one still runs. ``--step`` runs that step on the CPU too, unmeasured (a check that
+  it runs).
 Ratios are printed against the plain configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -60,20 +65,64 @@ def model_state_bytes(g, d, ranks: int) -> tuple[int, int, int]:
     return plain, zero2, zero3
 
 
-def cuda_peak_bytes(g, d, batch: int, device: torch.device) -> int:
+def real_step(g, d, batch: int, device: torch.device, precision: str = "no") -> None:
+    """A first D step with the penalty and a first G step, Adam included, under ``precision`` autocast."""
     opt_d, opt_g = torch.optim.Adam(d.parameters()), torch.optim.Adam(g.parameters())
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     real = torch.randn(batch, 3, g.resolution, g.resolution, device=device)
-    torch.cuda.reset_peak_memory_stats(device)
-    with torch.no_grad():
-        fake = g(torch.randn(batch, 128, device=device))
-    r, f, gp = critic_scores_and_penalty(d, real, fake, impl="split")
-    (f.mean() - r.mean() + 10 * gp).backward()
+    with torch.no_grad(), autocast:
+        fake = g(torch.randn(batch, 128, device=device)).float()
+    with autocast:
+        r, f, gp = critic_scores_and_penalty(d, real, fake, impl="split")
+        loss = f.float().mean() - r.float().mean() + 10 * gp
+    loss.backward()
     opt_d.step()
     opt_d.zero_grad(set_to_none=True)
-    (-d(g(torch.randn(batch, 128, device=device))).mean()).backward()
+    with autocast:
+        loss = -d(g(torch.randn(batch, 128, device=device))).float().mean()
+    loss.backward()
     opt_g.step()
-    torch.cuda.synchronize(device)
+
+
+def cuda_peak_bytes(g, d, batch: int, device: torch.device, precision: str = "no") -> int | None:
+    """``torch.cuda.max_memory_allocated`` over :func:`real_step` (the nets' weights included); None: OOM."""
+    torch.cuda.reset_peak_memory_stats(device)
+    try:
+        real_step(g, d, batch, device, precision)
+        torch.cuda.synchronize(device)
+    except torch.OutOfMemoryError:
+        return None
     return torch.cuda.max_memory_allocated(device)
+
+
+def _mib(value: int | None, width: int) -> str:
+    return f"{'OOM':>{width}}" if value is None else f"{value / MIB:>{width}.1f}"
+
+
+def _ratio(a: int | None, b: int | None) -> str:
+    return f"{a / b:>5.1f}x" if a and b else f"{'-':>6}"
+
+
+def row(res: int, args: argparse.Namespace, device: torch.device) -> str:
+    """One resolution: activations, model state per rank, and (CUDA) the peak of a real step, plain vs ckpt."""
+    acts, peaks = [], []
+    for checkpoint in (False, True):
+        g, d = build(res, checkpoint, device)
+        acts.append(saved_activation_bytes(g, d, args.batch, device))
+        if device.type == "cuda":
+            peaks.append(cuda_peak_bytes(g, d, args.batch, device, args.precision))
+        elif args.step:
+            real_step(g, d, args.batch, device, args.precision)  # runs, unmeasured
+        del g, d
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    plain, zero2, zero3 = model_state_bytes(*build(res, False, torch.device("meta")), args.ranks)
+    line = (f"{res:>5} {_mib(acts[0], 10)} {_mib(acts[1], 10)} {_ratio(acts[0], acts[1])} {_mib(plain, 12)} "
+            f"{_mib(zero2, 12)} {_ratio(plain, zero2)} {_mib(zero3, 12)} {_ratio(plain, zero3)}")
+    if peaks:
+        line += f" {_mib(peaks[0], 11)} {_mib(peaks[1], 10)} {_ratio(peaks[0], peaks[1])}"
+    return line
 
 
 def main() -> None:
@@ -82,30 +131,19 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--ranks", type=int, default=8, help="ranks ZeRO-2 shards over")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default="no", choices=("no", "bf16"), help="autocast of the real step")
+    p.add_argument("--step", action="store_true", help="off CUDA: run the real step too (unmeasured)")
     args = p.parse_args()
     device = torch.device(args.device)
     print(f"ACL-GAN-GP G+D (base 64, max 512 channels), batch {args.batch}, device {device}, ZeRO over "
-          f"{args.ranks} ranks; MiB")
+          f"{args.ranks} ranks; real step in {args.precision}; MiB")
     print(f"{'res':>5} {'act plain':>10} {'act ckpt':>10} {'ratio':>6} {'state plain':>12} {'state zero2':>12} "
           f"{'ratio':>6} {'state zero3':>12} {'ratio':>6}"
           + (f" {'peak plain':>11} {'peak ckpt':>10} {'ratio':>6}" if device.type == "cuda" else ""))
     for res in args.resolutions:
-        row = []
-        peaks = []
-        for checkpoint in (False, True):
-            g, d = build(res, checkpoint, device)
-            row.append(saved_activation_bytes(g, d, args.batch, device))
-            if device.type == "cuda":
-                peaks.append(cuda_peak_bytes(g, d, args.batch, device))
-            del g, d
-        plain_state, zero2_state, zero3_state = model_state_bytes(*build(res, False, torch.device("meta")),
-                                                                  args.ranks)
-        line = (f"{res:>5} {row[0] / MIB:>10.1f} {row[1] / MIB:>10.1f} {row[0] / row[1]:>5.1f}x "
-                f"{plain_state / MIB:>12.1f} {zero2_state / MIB:>12.1f} {plain_state / zero2_state:>5.1f}x "
-                f"{zero3_state / MIB:>12.1f} {plain_state / zero3_state:>5.1f}x")
-        if peaks:
-            line += f" {peaks[0] / MIB:>11.1f} {peaks[1] / MIB:>10.1f} {peaks[0] / peaks[1]:>5.1f}x"
-        print(line)
+        print(row(res, args, device), flush=True)
+    if args.step and device.type != "cuda":
+        print("real steps ran (peaks are measured on CUDA only)")
 
 
 if __name__ == "__main__":

@@ -141,10 +141,12 @@ def test_cuda_graph_replays_train_exactly_like_eager_steps(tiny_recipe, no_tf32,
 
 
 @pytest.mark.parametrize("method, extra", [(m, []) for m in method_names()] + [
-    ("acl_ae", ["method.prior=gmm"]), ("acl_gan_gp", ["model.checkpoint_activations=true"])])
+    ("acl_ae", ["method.prior=gmm"]), ("acl_gan_gp", ["model.checkpoint_activations=true"]),
+    ("acl_gan_gp", ["train.channels_last=always"])])
 def test_every_method_graphs_exactly_and_steps_without_host_sync(tiny_recipe, no_tf32, method, extra) -> None:
     """Each method's step (bf16) runs under the sync debug mode and replays from a CUDA graph bit for bit
-    like the eager step."""
+    like the eager step; also with activation checkpointing, and in NHWC (``channels_last: always``, which
+    ``auto`` leaves off on CUDA), the two options the high-resolution recipes may run with under graphs."""
     common = ["launch.device=cuda", "train.mixed_precision=bf16", "train.steps=12", *extra]
     eager = _train(tiny_recipe(method, *common, "train.cuda_graphs=never"), 6, autocast_cache=False)
     graphed = _train(tiny_recipe(method, *common, "train.cuda_graphs=always"), 4)

@@ -1,0 +1,74 @@
+"""The benchmarks compare like with like: the plain loop trains with the trainer's own settings."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+import pytest
+
+from acl_dist.config import load_recipe
+from acl_dist.train.trainer import Trainer
+from tests.conftest import REPO
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script under benchmarks/ as a module (the folder is no package: the scripts run as files)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(REPO, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def train_step() -> ModuleType:
+    return load_benchmark("train_step")
+
+
+def test_plain_loop_takes_each_nets_adam_settings_as_the_trainer_does(train_step, tmp_path) -> None:
+    """The digits recipe gives the ACL module (Gz, Dc) lr 1e-3 and betas (0.5, 0.9), the image nets
+    (0.0, 0.9): both sides must train the same maths for the speed-up to mean anything."""
+    overrides = ["model.resolution=8", "model.base_channels=4", "model.max_channels=8", "model.acl_hidden=8",
+                 "train.batch_size=4", "launch.device=cpu", f"run.out_dir={tmp_path}", "train.tensorboard=false"]
+    recipe = load_recipe(train_step.RECIPE, overrides)
+    plain = train_step.PlainLoop(recipe, train_step.torch.device("cpu"), "no")
+    ours = Trainer(recipe).updates.optimizers
+    assert set(plain.opt) == set(ours)
+    for name, opt in plain.opt.items():
+        mine, theirs = opt.param_groups[0], ours[name].param_groups[0]
+        assert (mine["lr"], tuple(mine["betas"])) == (theirs["lr"], tuple(theirs["betas"])), name
+    assert plain.opt["Gz"].param_groups[0]["betas"] == (0.5, 0.9) != plain.opt["Dx"].param_groups[0]["betas"]
+
+
+def test_max_batch_probe_keeps_the_last_batch_that_fitted(train_step, monkeypatch, capsys) -> None:
+    """Doubling stops at the first size that fails (out of memory, seen through a failed graph capture's
+    own error too), and the answer line is what the parent process reads."""
+    def fake_try(args, batch, device) -> int:
+        if batch >= 32:
+            try:
+                raise train_step.torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            except train_step.torch.OutOfMemoryError:
+                raise RuntimeError("operation not permitted when stream is capturing")
+        return batch * 2**20
+
+    monkeypatch.setattr(train_step, "_try_batch", fake_try)
+    args = train_step.parse_args(["--batch", "max", "--max-batch-start", "4", "--max-batch-cap", "1024"])
+    assert train_step.probe_max_batch(args, train_step.torch.device("cpu")) == 16
+    out = capsys.readouterr().out
+    assert "batch 32: out of memory" in out and f"{train_step.MAX_BATCH_LINE} 16\n" in out
+    args = train_step.parse_args(["--batch", "max", "--max-batch-start", "4", "--max-batch-cap", "8"])
+    assert train_step.probe_max_batch(args, train_step.torch.device("cpu")) == 8
+    assert "(the cap" in capsys.readouterr().out
+
+
+def test_variants_run_against_one_plain_loop_on_the_cpu(train_step, capsys) -> None:
+    train_step.main(["--resolution", "8", "--batch", "4", "--rounds", "1", "--steps", "1", "--warmup", "1",
+                     "--device", "cpu", "--flops", "--variant", "train.channels_last=never",
+                     "--variant", "train.channels_last=always"])
+    out = capsys.readouterr().out
+    assert "model FLOPs per step" in out
+    for name in ("ours[train.channels_last=never]", "ours[train.channels_last=always]"):
+        assert f"speed-up {name} vs plain:" in out
