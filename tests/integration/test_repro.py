@@ -14,7 +14,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     out, runs = tmp_path / "results", tmp_path / "runs"
     proc = subprocess.run([PYTHON, "-m", "acl_dist", "repro", "all", "--budget", "tiny", "--out", str(out),
                            "--runs", str(runs), "--jobs", "2"], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty"):
         text = (out / f"{part}.md").read_text()
@@ -32,7 +32,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     ablation = (out / "acl_ablation.md").read_text()
     for method, bases in (("acl_gan", ["gan"]), ("acl_gan_gp", ["wgan_gp"]), ("acl_ae", ["vae", "aae"])):
         section = ablation.split(f"### {method}\n", 1)[1].split("###", 1)[0]
-        for label in [f"base: {b}" for b in bases] + ["paper attachment", "+ residual", "all changes"]:
+        for label in [f"base: {b}" for b in bases] + ["paper attachment", "all changes"]:
             row = re.search(rf"^\| {re.escape(label)} \| ([0-9.]+) ± [0-9.]+ \|", section, re.M)
             assert row and float(row.group(1)) > 0, (method, label)  # 2 seeds at the tiny budget: mean ± std
     code_mmd = r"^\| paper attachment \| [^|]+ \| — \| [^|]+ \| -?[0-9.]+ ± [0-9.]+ \|"
