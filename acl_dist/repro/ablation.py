@@ -21,7 +21,7 @@ import os
 from acl_dist.methods.registry import options_class
 from acl_dist.repro import table1
 from acl_dist.repro.jobs import Job, run_jobs
-from acl_dist.repro.report import mean_std, write_report
+from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
 from acl_dist.repro.table1 import _scores, diagnostics
 
 BASES = {"acl_gan": ["gan"], "acl_gan_gp": ["wgan_gp"], "acl_ae": ["vae", "aae"]}
@@ -148,28 +148,10 @@ def _verdicts(scores: dict[str, list[dict]], only: tuple[str, ...] | None) -> li
 
 
 def _curves_figure(scores: dict[str, list[dict]], path: str, only: tuple[str, ...] | None) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5 * len(BASES), 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(BASES), squeeze=False)[0]
-    for ax, (method, bases) in zip(axes, BASES.items()):
-        keys = [(b, b, "--") for b in bases] + [(f"{method}-{n}", n, "-") for n in variants(method, only)]
-        for key, label, style in keys:
-            runs = scores[key]
-            steps = [s for s, _ in runs[0]["curve"]]
-            mean = [sum(r["curve"][i][1] for r in runs) / len(runs) for i in range(len(steps))]
-            ax.plot(steps, mean, linestyle=style, marker="o", markersize=2, label=label)
-        ax.set_title(method, fontsize=10)
-        ax.set_xlabel("step")
-        ax.set_ylabel("FD (digits-CNN), mean over seeds")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    """Fig. 8's layout per ACL method: its base models dashed, its variants solid."""
+    panels = {method: [(b, scores[b], "--") for b in bases]
+              + [(n, scores[f"{method}-{n}"], "-") for n in variants(method, only)] for method, bases in BASES.items()}
+    return fd_curves_figure(panels, path)
 
 
 def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:

@@ -39,7 +39,7 @@ import torch
 
 from acl_dist.repro import table1
 from acl_dist.repro.jobs import REPO, Job, ReproError, run_jobs
-from acl_dist.repro.report import mean_std, write_report
+from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
 from acl_dist.repro.table1 import _scores
 
 METHODS = ("wgan_gp", "acl_gan_gp")  # the penalised methods: their recipes' default k is the question
@@ -262,26 +262,10 @@ def _verdicts(scores: dict[str, dict[int, list[dict]]], bench: dict) -> list[str
 
 
 def _curves_figure(scores: dict[str, dict[int, list[dict]]], path: str) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * len(scores), 3.4), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(scores), squeeze=False)[0]
-    for ax, (group, runs) in zip(axes, scores.items()):
-        for k, rs in runs.items():
-            steps = [s for s, _ in rs[0]["curve"]]
-            mean = [_mean([r["curve"][i][1] for r in rs]) for i in range(len(steps))]
-            ax.plot(steps, mean, marker="o", markersize=2, label=f"k = {k}", linestyle="--" if k == 1 else "-")
-        ax.set_title(group, fontsize=10)
-        ax.set_xlabel("step")
-        ax.set_ylabel("FD (digits-CNN), mean over seeds")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    """Per method (or penalty kind): the FD curve of each k, k = 1 dashed."""
+    panels = {group: [(f"k = {k}", rs, "--" if k == 1 else "-") for k, rs in runs.items()]
+              for group, runs in scores.items()}
+    return fd_curves_figure(panels, path)
 
 
 def _body(budget_name: str, b: dict, parallel: int, scores: dict, stems: dict, bench: dict) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from acl_dist.eval.tracker import read_history
 from acl_dist.repro.jobs import Job, run_jobs
-from acl_dist.repro.report import mean_std, write_report
+from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
 
 GROUPS = {  # baseline first, then its ACL version(s): the comparisons the paper makes
     "GAN family (Table 1)": ["gan", "acl_gan"],
@@ -96,28 +96,10 @@ def diagnostics(run_dir: str) -> dict:
 
 
 def _curves_figure(scores: dict[str, list[dict]], path: str) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4 * len(GROUPS), 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(GROUPS), squeeze=False)[0]
-    for ax, (group, methods) in zip(axes, GROUPS.items()):
-        for m in methods:
-            runs = scores[m]
-            steps = [s for s, _ in runs[0]["curve"]]
-            mean = [sum(r["curve"][i][1] for r in runs) / len(runs) for i in range(len(steps))]
-            ax.plot(steps, mean, marker="o", markersize=3, label=m,
-                    linestyle="--" if not m.startswith("acl") else "-")
-        ax.set_title(group, fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("Fréchet distance (digits-CNN)")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    """Fig. 8's layout: per comparison group, dashed baselines and solid ACL versions."""
+    panels = {group: [(m, scores[m], "-" if m.startswith("acl") else "--") for m in methods]
+              for group, methods in GROUPS.items()}
+    return fd_curves_figure(panels, path)
 
 
 def _verdicts(scores: dict[str, list[dict]]) -> list[str]:
