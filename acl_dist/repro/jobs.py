@@ -3,6 +3,13 @@
 Why subprocesses: each run gets its own interpreter (clean RNG, one thread each with OMP_NUM_THREADS=1), so
 ``--jobs`` runs share the CPU cores without fighting over threads, and a crashed run does not take the
 report down. Runs resume (``run.resume: auto``), so an interrupted `acl-dist repro` picks up where it was.
+
+Runs are shared by what they compute, not by name: a job whose resolved recipe (everything but the run's name
+and place and the progress/device switches) equals that of a finished run under another name is that run, and
+its directory becomes a symbolic link to it (Table 1's ACL rows are the ablation's runs of the attachment the
+recipes use; a lazy-penalty row at the recipes' own k is Table 1's run). A job whose own directory holds a run
+of other settings (a recipe default moved since) stops the report naming the keys that differ, instead of
+reporting stale numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+import yaml
 from tqdm import tqdm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,19 +40,93 @@ class Job:
         return os.path.join(runs_root, self.name)
 
 
-def finished(job: Job, runs_root: str) -> bool:
-    """The run holds a complete checkpoint at its ``train.steps`` (reports share runs: train each once)."""
-    steps = [o.split("=", 1)[1] for o in job.overrides if o.startswith("train.steps=")]
-    if not steps:
+NOT_COMPUTED = {"run": ("name", "out_dir", "resume"), "train": ("progress",), "launch": ("device",)}
+
+
+def fingerprint(data: dict) -> dict:
+    """What a run computes: its resolved recipe as plain data, without its name and place and the switches
+    that change no number (``NOT_COMPUTED``); the seed stays."""
+    data = {k: dict(v) for k, v in data.items()}
+    for section, keys in NOT_COMPUTED.items():
+        for key in keys:
+            data.get(section, {}).pop(key, None)
+    return data
+
+
+def job_fingerprint(job: Job) -> dict:
+    from acl_dist.config import load_recipe, to_dict
+
+    return fingerprint(to_dict(load_recipe(os.path.join(REPO, job.recipe), job.overrides)))
+
+
+def saved_fingerprint(run_dir: str) -> dict | None:
+    """The fingerprint of the run in ``run_dir`` (its saved resolved recipe), None when there is none."""
+    from acl_dist.config import recipe_from_dict, to_dict
+
+    path = os.path.join(run_dir, "recipe.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return fingerprint(to_dict(recipe_from_dict(yaml.safe_load(f), strict=False)))
+
+
+def finished(run_dir: str) -> bool:
+    """The run holds a complete checkpoint at its own ``train.steps``."""
+    saved = saved_fingerprint(run_dir)
+    if saved is None:
         return False
-    final = os.path.join(job.run_dir(runs_root), "checkpoints", f"step-{int(steps[-1]):08d}", "COMPLETE")
+    final = os.path.join(run_dir, "checkpoints", f"step-{saved['train']['steps']:08d}", "COMPLETE")
     return os.path.isfile(final)
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    return [f"{section}.{key} {a[section].get(key)!r} -> {b[section].get(key)!r}"
+            for section in sorted(a) for key in sorted(set(a[section]) | set(b.get(section, {})))
+            if a[section].get(key) != b.get(section, {}).get(key)]
+
+
+def _finished_runs(runs_root: str) -> dict[str, str]:
+    """{fingerprint as text: run directory} of every finished run under ``runs_root`` (links excluded)."""
+    out: dict[str, str] = {}
+    if not os.path.isdir(runs_root):
+        return out
+    for name in sorted(os.listdir(runs_root)):
+        path = os.path.join(runs_root, name)
+        if not os.path.islink(path) and os.path.isdir(path) and finished(path):
+            out.setdefault(repr(saved_fingerprint(path)), path)
+    return out
+
+
+def plan(jobs: list[Job], runs_root: str) -> tuple[list[Job], dict[str, str]]:
+    """(jobs to train, {job name: the run directory it shares}). Raises ReproError for a run directory that
+    holds a run of other settings."""
+    done, to_train, shares, pending = _finished_runs(runs_root), [], {}, {}
+    for job in jobs:
+        key = repr(fp := job_fingerprint(job))
+        own = job.run_dir(runs_root)
+        if os.path.lexists(own):
+            saved = saved_fingerprint(own)
+            if saved is not None and saved != fp:
+                raise ReproError(f"{own} holds a run of other settings ({'; '.join(_differences(saved, fp)[:4])}): "
+                                 "a recipe default moved since it was trained; move it away and run the report again")
+            if not finished(own):
+                to_train.append(job)  # resumes where it stopped
+            pending.setdefault(key, own)
+        elif key in done or key in pending:
+            shares[job.name] = done.get(key) or pending[key]
+        else:
+            to_train.append(job)
+            pending[key] = own
+    return to_train, shares
+
+
+def _link(name: str, target: str, runs_root: str) -> None:
+    """``runs_root/name`` becomes a relative link to the run it shares."""
+    os.symlink(os.path.relpath(target, runs_root), os.path.join(runs_root, name))
 
 
 def _run_one(job: Job, runs_root: str) -> str:
     run_dir = job.run_dir(runs_root)
-    if finished(job, runs_root):
-        return run_dir
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "train.log")
     cmd = [sys.executable, "-m", "acl_dist", "train", os.path.join(REPO, job.recipe),
@@ -63,12 +145,14 @@ def _run_one(job: Job, runs_root: str) -> str:
 
 
 def run_jobs(jobs: list[Job], runs_root: str, parallel: int, what: str) -> dict[str, str]:
-    """Train every job (``parallel`` at a time); returns {name: run_dir}. Raises ReproError on failure."""
+    """Train every job not trained yet (``parallel`` at a time), link those that share another's run; returns
+    {name: run_dir}. Raises ReproError on failure."""
+    to_train, shares = plan(jobs, runs_root)
     done: dict[str, str] = {}
     errors: list[str] = []
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        futures = {pool.submit(_run_one, job, runs_root): job for job in jobs}
-        for future in tqdm(as_completed(futures), total=len(jobs), desc=what, unit="run"):
+        futures = {pool.submit(_run_one, job, runs_root): job for job in to_train}
+        for future in tqdm(as_completed(futures), total=len(to_train), desc=what, unit="run"):
             job = futures[future]
             try:
                 done[job.name] = future.result()
@@ -76,7 +160,9 @@ def run_jobs(jobs: list[Job], runs_root: str, parallel: int, what: str) -> dict[
                 errors.append(str(err))
     if errors:
         raise ReproError("; ".join(errors))
-    return done
+    for name, target in shares.items():
+        _link(name, target, runs_root)
+    return {job.name: job.run_dir(runs_root) for job in jobs}
 
 
 def default_parallel() -> int:

@@ -1,0 +1,56 @@
+"""Report runs are shared by what they compute, and a run of other settings is never reported as current."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from acl_dist.config import dump_recipe, load_recipe
+from acl_dist.repro.jobs import REPO, Job, ReproError, plan, run_jobs
+
+RECIPE = "recipes/digits/gan.yaml"
+
+
+def _job(name: str, *extra: str) -> Job:
+    return Job(name, RECIPE, ["train.steps=3", *extra])
+
+
+def _fake_finished_run(runs_root: str, job: Job, steps: int = 3, *extra: str) -> str:
+    """A run directory as the trainer leaves it: the resolved recipe and a complete final checkpoint."""
+    run_dir = job.run_dir(runs_root)
+    recipe = load_recipe(os.path.join(REPO, job.recipe), [*job.overrides, *extra, f"run.name={job.name}"])
+    os.makedirs(os.path.join(run_dir, "checkpoints", f"step-{steps:08d}"))
+    open(os.path.join(run_dir, "checkpoints", f"step-{steps:08d}", "COMPLETE"), "w").close()
+    with open(os.path.join(run_dir, "recipe.yaml"), "w") as f:
+        f.write(dump_recipe(recipe))
+    return run_dir
+
+
+def test_identical_jobs_train_once(tmp_path):
+    jobs = [_job("a"), _job("b"), _job("c", "optim.lr=1e-3"), _job("d", "run.seed=1")]
+    to_train, shares = plan(jobs, str(tmp_path))
+    assert [j.name for j in to_train] == ["a", "c", "d"]  # another seed is another run
+    assert shares == {"b": str(tmp_path / "a")}
+
+
+def test_a_finished_run_is_not_trained_again_and_others_link_to_it(tmp_path):
+    _fake_finished_run(str(tmp_path), _job("table1-gan-seed0"))
+    jobs = [_job("table1-gan-seed0"), _job("lazy-gan-k1-seed0", "train.progress=false")]  # progress: no number
+    assert plan(jobs, str(tmp_path)) == ([], {"lazy-gan-k1-seed0": str(tmp_path / "table1-gan-seed0")})
+    dirs = run_jobs(jobs, str(tmp_path), 1, "test")
+    assert os.path.islink(dirs["lazy-gan-k1-seed0"])
+    assert os.path.realpath(dirs["lazy-gan-k1-seed0"]) == os.path.realpath(tmp_path / "table1-gan-seed0")
+
+
+def test_a_run_of_other_settings_under_the_jobs_name_stops_the_report(tmp_path):
+    _fake_finished_run(str(tmp_path), _job("table1-gan-seed0"), 3, "optim.lr=1e-3")
+    with pytest.raises(ReproError, match=r"other settings \(optim.lr 0.001 -> 0.0002\)"):
+        plan([_job("table1-gan-seed0")], str(tmp_path))
+
+
+def test_an_unfinished_run_resumes(tmp_path):
+    run_dir = _fake_finished_run(str(tmp_path), _job("x"))
+    os.remove(os.path.join(run_dir, "checkpoints", "step-00000003", "COMPLETE"))
+    to_train, shares = plan([_job("x"), _job("y")], str(tmp_path))
+    assert [j.name for j in to_train] == ["x"] and shares == {"y": run_dir}
