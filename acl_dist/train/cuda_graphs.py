@@ -38,6 +38,12 @@ Batch = dict[str, Tensor]
 
 
 MODES = ("auto", "always", "never")
+# torch.cuda.graph's cudaStreamCaptureMode. "global" (PyTorch's default) invalidates a capture when any thread
+# makes a call CUDA deems unsafe while it records; in the CUDA test file's sequence (H100, torch 2.11+cu130)
+# that happened in the 10th test, at its first capture, and every later capture in the process then failed
+# (17 of 26). The same step captured alone succeeded in every mode; with "relaxed" all 26 tests pass and the
+# replays still match eager training to the tests' tolerances.
+CAPTURE_ERROR_MODE = "relaxed"
 
 
 def unsupported_reason(recipe: "Recipe", device: torch.device, world: int) -> str | None:
@@ -137,7 +143,7 @@ class GraphedStep:
         before = dict(t.phase_iterations)
         captured = _Captured(torch.cuda.CUDAGraph(), inputs)
         torch.cuda.synchronize(t.device)
-        with torch.cuda.graph(captured.graph):
+        with torch.cuda.graph(captured.graph, capture_error_mode=CAPTURE_ERROR_MODE):
             t.run_step(iter(inputs), captured.sums)
         captured.advances = {n: t.phase_iterations[n] - before[n] for n in before}
         t.phase_iterations.update(before)  # the capture ran the Python, not the step

@@ -423,7 +423,8 @@ class Trainer:
 
         ``data/corrupt_samples`` and ``data/unreadable_shards`` are what the shard stream skipped during the
         interval, summed over ranks (the mean of world x count is the sum)."""
-        skipped_data = {f"data/{k}": torch.tensor(float(v * self.world)) for k, v in self._data_skips().items()}
+        skipped_data = {f"data/{k}": torch.tensor(float(v * self.world), device=self.device)
+                        for k, v in self._data_skips().items()}
         values = distributed.mean_across_ranks({**{k: v / steps for k, v in sums.items()}, **skipped_data})
         images = steps * self.recipe.train.batch_size * self.world
         values["images_per_s"] = images / max(seconds, 1e-9)
