@@ -35,7 +35,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
         for label in [f"base: {b}" for b in bases] + ["paper attachment", "all changes"]:
             row = re.search(rf"^\| {re.escape(label)} \| ([0-9.]+) ± [0-9.]+ \|", section, re.M)
             assert row and float(row.group(1)) > 0, (method, label)  # 2 seeds at the tiny budget: mean ± std
-    code_mmd = r"^\| paper attachment \| [^|]+ \| — \| [^|]+ \| -?[0-9.]+ ± [0-9.]+ \|"
+    code_mmd = r"^\| paper attachment \| [^|]+ \| 2 \| — \| [^|]+ \| -?[0-9.]+ ± [0-9.]+ \|"
     assert re.search(code_mmd, ablation, re.M)
     check_lazy_report(out)
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
