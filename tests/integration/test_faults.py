@@ -235,7 +235,7 @@ def test_damaged_checkpoint_is_one_line(trained):
 def test_resume_with_another_recipe_names_the_mismatch(trained, tmp_path):
     out = os.path.dirname(trained.run_dir)
     proc = _cli("train", RECIPE, *_overrides(out, "trained", "train.steps=4", "model.code_dim=6"))
-    _one_line_error(proc, 4, "does not fit this recipe", "model.code_dim 4 -> 6", "Gz.net.0.weight")
+    _one_line_error(proc, 4, "does not fit this recipe", "model.code_dim 4 -> 6", "] in the checkpoint, [")
     with pytest.raises(CheckpointError, match=r"missing from the checkpoint.*method.name 'acl_gan' -> 'acl_sgan'"):
         Trainer(load_recipe(os.path.join(REPO, RECIPE), _overrides(out, "trained", "method.name=acl_sgan")))
 
