@@ -34,11 +34,23 @@ def write_report(path: str, title: str, body: str, images: list[str]) -> str:
     return path
 
 
+def line_colours(panels: dict[str, list[tuple]]) -> dict[str, object]:
+    """{label: matplotlib colour}, one per label across all panels, in order of first appearance (the default
+    cycle's 10 colours, or tab20's 20, strong hues first, when there are more labels)."""
+    import matplotlib
+
+    labels = list(dict.fromkeys(line[0] for lines in panels.values() for line in lines))
+    palette = [f"C{i}" for i in range(10)] if len(labels) <= 10 else \
+        [matplotlib.colormaps["tab20"](i) for i in [*range(0, 20, 2), *range(1, 20, 2)]]
+    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+
+
 def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path: str) -> str:
     """One panel per group, each line the FD curve averaged over seeds, log scale, as the paper's Fig. 8.
 
     ``panels``: {title: [(label, runs, linestyle)]}, each run a dict with ``"curve": [(step, fd), ...]``
-    (runs of one line share their steps).
+    (runs of one line share their steps). A label keeps one colour in every panel, so a variant reads the
+    same across methods.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -46,11 +58,12 @@ def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path:
     fig = Figure(figsize=(4.4 * len(panels), 3.5), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = line_colours(panels)
     for ax, (title, lines) in zip(axes, panels.items()):
         for label, runs, style in lines:
             steps = [s for s, _ in runs[0]["curve"]]
             mean = [sum(r["curve"][i][1] for r in runs) / len(runs) for i in range(len(steps))]
-            ax.plot(steps, mean, linestyle=style, marker="o", markersize=2, label=label)
+            ax.plot(steps, mean, linestyle=style, marker="o", markersize=2, label=label, color=colours[label])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("FD (digits-CNN), mean over seeds")

@@ -70,3 +70,15 @@ def test_mode_coverage_sees_a_dropped_mode():
 def test_mean_std_formats_seeds():
     assert mean_std([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0"
     assert mean_std([5.0]) == "5.00" and mean_std([None, float("nan")]) == "n/a"
+
+
+def test_a_curve_label_keeps_its_colour_in_every_panel():
+    from acl_dist.repro.report import line_colours
+
+    panels = {"acl_gan": [("gan", [], "--"), ("paper", [], "-"), ("gx_stats", [], "-"), ("all", [], "-")],
+              "acl_ae": [("vae", [], "--"), ("paper", [], "-"), ("all", [], "-")]}
+    colours = line_colours(panels)
+    assert set(colours) == {"gan", "paper", "gx_stats", "all", "vae"}
+    assert len(set(colours.values())) == 5  # distinct labels, distinct colours
+    many = {"p": [(f"v{i}", [], "-") for i in range(12)]}
+    assert len(set(map(str, line_colours(many).values()))) == 12  # tab20 beyond 10 labels
