@@ -49,6 +49,7 @@ KIND_EVERY = (1, 4, 16)
 KIND_RECIPE = "recipes/digits/gan.yaml"
 GAMMA = 1.0  # R1/R2 weight gamma / 2 (StyleGAN2's form); not tuned, see the module doc
 GOAL = 1.15  # issue 16: amortised penalty cost per D step at the default k, over a D step without penalty
+KIND_SEEDS = 0  # seeds of the R1/R2 rows (0: the budget's); they train last, after every WGAN-GP-penalty row
 LAST_QUARTER = 0.25  # share of the log ticks the penalty's value averages over
 Costs = dict  # {k: benchmarks/gp.py Amortised: measured, predicted, over_plain ratios (median, min, cpu)}
 
@@ -57,8 +58,10 @@ def budget(name: str) -> dict:
     """Table 1's budget (the recipe-default runs are Table 1's own), with the intervals and penalty kinds
     to train and the benchmark's rounds; ``tiny`` keeps k in {1, 4} and R1 only."""
     tiny = name == "tiny"
-    return {**table1.budget(name), "every": (1, 4) if tiny else EVERY, "kinds": ("r1",) if tiny else KINDS,
-            "kind_every": (1, 4) if tiny else KIND_EVERY, "rounds": 3 if tiny else 21}
+    base = table1.budget(name)
+    return {**base, "every": (1, 4) if tiny else EVERY, "kinds": ("r1",) if tiny else KINDS,
+            "kind_every": (1, 4) if tiny else KIND_EVERY, "kind_seeds": KIND_SEEDS or base["seeds"],
+            "rounds": 3 if tiny else 21}
 
 
 def kind_overrides(kind: str) -> list[str]:
@@ -74,8 +77,9 @@ def recipe_every(recipe: str) -> int:
 
 
 def plan(budget_name: str) -> list[tuple[str, int, Job]]:
-    """(group, k, job) for every run, seed by seed: a method's run at its recipe's ``gp_every`` is Table 1's
-    (shared with `repro table1`), any other k its own ``lazy-<method>-k<k>-seed<s>``; then the R1/R2 runs."""
+    """(group, k, job) for every run: the penalised methods seed by seed (a method's run at its recipe's
+    ``gp_every`` is Table 1's, shared with `repro table1`; any other k its own ``lazy-<method>-k<k>-seed<s>``),
+    then the R1/R2 runs seed by seed: the rows the recipes' defaults are chosen from come first."""
     b = budget(budget_name)
     shared = {j.name: j for j in table1.jobs_for(budget_name, list(METHODS))}
     defaults = {m: recipe_every(f"recipes/digits/{m}.yaml") for m in METHODS}
@@ -87,6 +91,8 @@ def plan(budget_name: str) -> list[tuple[str, int, Job]]:
                 job = shared[f"table1-{m}-seed{seed}"] if k == defaults[m] else Job(
                     f"lazy-{m}-k{k}-seed{seed}", f"recipes/digits/{m}.yaml", [*common, f"method.gp_every={k}"])
                 out.append((m, k, job))
+    for seed in range(b["kind_seeds"]):
+        common = [*table1.common_overrides(b), f"run.seed={seed}"]
         for kind in b["kinds"]:
             out += [(f"gan+{kind}", k, Job(f"lazy-gan_{kind}-k{k}-seed{seed}", KIND_RECIPE,
                                            [*common, *kind_overrides(kind), f"method.gp_every={k}"]))
@@ -281,7 +287,7 @@ def _body(budget_name: str, b: dict, parallel: int, scores: dict, stems: dict, b
 Command: `acl-dist repro lazy --budget {budget_name}`: `recipes/digits/wgan_gp.yaml` and
 `recipes/digits/acl_gan_gp.yaml` with the gradient penalty on every k-th critic iteration at gain k
 (`method.gp_every=k`, k in {{{ks}}}), and `{KIND_RECIPE}` with R1 / R2 ({", ".join(b["kinds"])}; k in {{{kind_ks}}}):
-{b['steps']} generator steps, {b['seeds']} seeds each (0..{b['seeds'] - 1}), one CPU thread per run, {parallel}
+{b['steps']} generator steps, {b['seeds']} seeds each (0..{b['seeds'] - 1}; R1 / R2: {b['kind_seeds']}), one CPU thread per run, {parallel}
 runs at a time; FD every {b['eval_every']} steps on {b['samples']} samples of the EMA generator against all 1,797
 digits, as Table 1. A critic iteration is one of the {d_steps} critic updates of a generator step (`d_steps`):
 the penalty runs on critic iterations i with i % k == 0, one critic update in k. Rows at the recipes' own
