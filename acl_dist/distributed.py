@@ -8,6 +8,7 @@ forward/backward per iteration with every parameter used, and breaks on each of 
 
 from __future__ import annotations
 
+import gc
 from typing import Iterable
 
 import torch
@@ -114,9 +115,14 @@ def leave_process_group(wait_for_others: bool) -> None:
     active exception", exit -6), which torchrun reports as a failed worker and SLURM as a FAILED job even
     though training finished. ``wait_for_others`` (after a clean finish) keeps rank 0's store alive until
     every rank is done with it; after an error a barrier could hang, so it is skipped.
+
+    The collection first: a finished trainer sits in reference cycles (phases hold its bound methods), so its
+    DDP wrappers, which hold the gloo group, would otherwise live until interpreter shutdown and the group's
+    C++ destructor would join its worker threads there, the abort above (seen once in 2-process CI runs).
     """
     if not dist.is_initialized():
         return
+    gc.collect()  # free whatever still holds the group (a finished trainer's DDP wrappers) while Python is whole
     if wait_for_others:
         dist.barrier()
     dist.destroy_process_group()
