@@ -72,3 +72,19 @@ def test_variants_run_against_one_plain_loop_on_the_cpu(train_step, capsys) -> N
     assert "model FLOPs per step" in out
     for name in ("ours[train.channels_last=never]", "ours[train.channels_last=always]"):
         assert f"speed-up {name} vs plain:" in out
+
+
+def test_gp_benchmark_reports_the_recipes_default_interval_beside_dense(capsys) -> None:
+    """benchmarks/gp.py follows the recipes' ``method.gp_every`` and prints its amortised cost beside dense."""
+    gp = load_benchmark("gp")
+    default = load_recipe(os.path.join(REPO, gp.DEFAULT_RECIPE)).method.gp_every
+    assert gp.recipe_default_every() == default
+    cost = {1: gp.Amortised([2.0, 2.0, 2.0], [2.0] * 3, [1.9] * 3), 4: gp.Amortised([1.3] * 3, [1.25] * 3, [1.2] * 3),
+            8: gp.Amortised([1.12] * 3, [1.12] * 3, [1.1] * 3)}
+    gp.report_amortised(cost, "wgan", 8)
+    out = capsys.readouterr().out
+    assert "every  8 (default)" in out and "every  1 (dense)" in out
+    assert "recipes' default k = 8" in out and "1.12x a D step without penalty" in out and "vs dense 2.00x" in out
+    assert out.rstrip().endswith("goal <= 1.15x: met")
+    gp.report_amortised({1: cost[1], 4: cost[4]}, "wgan", 4)
+    assert capsys.readouterr().out.rstrip().endswith("goal <= 1.15x: not met")
