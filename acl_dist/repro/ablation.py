@@ -55,12 +55,24 @@ def budget(name: str) -> dict:
     return {**table1.budget(name), "variants": None, "confirm": CONFIRMED}
 
 
+HELD = {"method.gp_every": 1}  # what the ablation measured with, held whatever the recipes' defaults become
+
+
+def held(method: str) -> dict:
+    """``HELD``'s settings that apply to ``method`` (its own options): the dense gradient penalty the ablation
+    was measured with, for its base and ACL runs alike, so a later recipe default (the lazy penalty report's)
+    neither moves its rows nor makes a base row differ from its ACL rows in more than the ACL module."""
+    options = {f"method.{f.name}" for f in dataclasses.fields(options_class(method))}
+    return {k: v for k, v in HELD.items() if k in options}
+
+
 def variants(method: str, only: tuple[str, ...] | None = None) -> dict[str, dict]:
     """{variant: overrides} for one ACL method: the paper's attachment, each change alone, all together
     (``only``: just these variants, for the tiny budget)."""
     applicable = {k: c for k, c in CHANGES.items() if method in c[2]}
     options = {f"method.{f.name}" for f in dataclasses.fields(options_class(method))}
-    paper = {k: v for k, v in PAPER.items() if not k.startswith("method.") or k in options}  # its own options
+    paper = {**{k: v for k, v in PAPER.items() if not k.startswith("method.") or k in options},  # its own options
+             **held(method)}
     out = {"paper": paper}
     out.update({k: {**paper, **c[1]} for k, c in applicable.items()})
     for name, parts in PAIRS.items():
@@ -74,15 +86,18 @@ def _overrides(values: dict) -> list[str]:
 
 
 def jobs_for(budget_name: str) -> list[Job]:
-    """The base models' Table 1 runs (shared with `repro table1`), then every variant, seed by seed."""
+    """The base models' runs (``held`` settings on their recipes: Table 1's runs, shared by content, where
+    those are the recipes' defaults), then every variant, seed by seed."""
     b = budget(budget_name)
     bases = [m for ms in BASES.values() for m in ms]
     jobs = []
     for seed in range(b["seeds"]):
-        jobs += [j for j in table1.jobs_for(budget_name, bases) if j.name.endswith(f"-seed{seed}")]
+        common = [*table1.common_overrides(b), f"run.seed={seed}"]
+        jobs += [Job(f"ablation-{m}-seed{seed}", f"recipes/digits/{m}.yaml", [*common, *_overrides(held(m))])
+                 for m in bases]
         for method in BASES:
             jobs += [Job(f"ablation-{method}-{name}-seed{seed}", f"recipes/digits/{method}.yaml",
-                         [*table1.common_overrides(b), f"run.seed={seed}", *_overrides(values)])
+                         [*common, *_overrides(values)])
                      for name, values in variants(method, b["variants"]).items()
                      if seed == 0 or b["confirm"] is None or name in b["confirm"]]
     return jobs
@@ -178,6 +193,7 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> 
     changes = "\n".join(f"- `{k}`: {c[0]} ({', '.join(f'`{o}={v}`' for o, v in c[1].items())}; "
                         f"{', '.join(c[2])})" for k, c in CHANGES.items())
     paper = ", ".join(f"`{k}={v}`" for k, v in PAPER.items())
+    held_text = ", ".join(f"`{k}={v}`" for k, v in HELD.items()) + " (the dense penalty, where a method has one)"
     screen = "" if b["confirm"] is None else (
         f" for {', '.join(f'`{v}`' for v in b['confirm'])}; every other variant is a screen on seed 0 alone "
         "(its row says 1 seed and claims nothing)")
@@ -190,7 +206,8 @@ Every variant sets all attachment options: the paper's attachment is {paper}; a 
 {changes}
 
 `residual+code_norm` applies those two, and `all` every change that applies to the method. The base models
-run their own recipes unchanged (they are Table 1's runs, `acl-dist repro table1`, at the same budget).
+run their own recipes at the same budget (Table 1's runs, `acl-dist repro table1`, where the recipes' defaults
+are what the ablation holds). Held for every run whatever the recipes' defaults: {held_text}.
 An ACL recipe shares every setting of its base recipe except the ACL module's own (Gz and Dc learn at 1e-3;
 under WGAN-GP they keep Adam betas (0.5, 0.9) while the image nets take the base's (0.0, 0.9)).
 
