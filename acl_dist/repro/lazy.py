@@ -50,6 +50,7 @@ KIND_RECIPE = "recipes/digits/gan.yaml"
 GAMMA = 1.0  # R1/R2 weight gamma / 2 (StyleGAN2's form); not tuned, see the module doc
 GOAL = 1.15  # issue 16: amortised penalty cost per D step at the default k, over a D step without penalty
 KIND_SEEDS = 0  # seeds of the R1/R2 rows (0: the budget's); they train last, after every WGAN-GP-penalty row
+SAME_LOAD_S = 3600  # runs started further apart than this did not share one load: their speeds do not compare
 LAST_QUARTER = 0.25  # share of the log ticks the penalty's value averages over
 Costs = dict  # {k: benchmarks/gp.py Amortised: measured, predicted, over_plain ratios (median, min, cpu)}
 
@@ -128,7 +129,21 @@ def _timing(run_dir: str, every: int) -> dict:
         total += r.get("D/gp", r.get("Dx/gp", 0.0)) * (r["step"] - previous) * d_steps
         previous = r["step"]
     computed = sum(1 for i in range(start * d_steps, previous * d_steps) if i % every == 0)
-    return {"speed": statistics.median(r["images_per_s"] for r in rows), "gp": total / computed if computed else None}
+    return {"speed": statistics.median(r["images_per_s"] for r in rows), "gp": total / computed if computed else None,
+            "window": (rows[0]["time"], rows[-1]["time"])}
+
+
+def comparable(a: dict, b: dict) -> bool:
+    """Whether two runs' throughputs compare: trained within ``SAME_LOAD_S`` of each other (a run reused from
+    an earlier report trained under that time's load, which may have been another session's)."""
+    return abs(a["window"][0] - b["window"][0]) <= SAME_LOAD_S
+
+
+def speed_ratio(runs: list[dict], dense: list[dict]) -> list[float] | None:
+    """Per seed, a run's throughput over k = 1's; None when any pair did not train under the same load."""
+    if not all(comparable(r, d) for r, d in zip(runs, dense)):
+        return None
+    return [r["speed"] / d["speed"] for r, d in zip(runs, dense)]
 
 
 def measure(run_dir: str, every: int) -> dict:
@@ -208,18 +223,20 @@ def _title(group: str) -> str:
 def _group_table(group: str, runs: dict[int, list[dict]], stems: dict[int, str], bench: Costs) -> list[str]:
     """One method's rows: k, its runs, FD, verdict against k = 1, the measured costs, the penalty's value."""
     rows = [f"### {_title(group)}", "",
-            "| k | runs | final FD ↓ | best FD ↓ | vs k = 1 | verdict | step throughput, × k = 1 | D-step cost, "
-            "cpu: × best / × plain | penalty when computed |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| k | runs | final FD ↓ | best FD ↓ | vs k = 1 | verdict | images/s | step throughput, × k = 1 "
+            "| D-step cost, cpu: × best / × plain | penalty when computed |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     dense = runs[1]
     dense_fds = [r["fid"] for r in dense]
     for k, rs in runs.items():
         fds = [r["fid"] for r in rs]
         change = "—" if k == 1 else f"{100 * (_mean(fds) - _mean(dense_fds)) / _mean(dense_fds):+.0f}%"
         verdict = "reference" if k == 1 else judge(fds, dense_fds)
-        speed = mean_std([r["speed"] / d["speed"] for r, d in zip(rs, dense)], 2)
+        ratios = speed_ratio(rs, dense)
+        speed = "n/a †" if ratios is None else mean_std(ratios, 2)
+        images = mean_std([r["speed"] for r in rs], 0)
         best, penalty = mean_std([r["best"] for r in rs], 1), mean_std([r["gp"] for r in rs], 3)
-        rows.append(f"| {k} | `{stems[k]}-seed*` | {mean_std(fds, 1)} | {best} | {change} | {verdict} | {speed} "
+        rows.append(f"| {k} | `{stems[k]}-seed*` | {mean_std(fds, 1)} | {best} | {change} | {verdict} | {images} | {speed} "
                     f"| {bench[k].measured[2]:.2f}× / {bench[k].over_plain[2]:.2f}× | {penalty} |")
     return rows + [""]
 
@@ -250,13 +267,14 @@ def _verdicts(scores: dict[str, dict[int, list[dict]]], bench: dict) -> list[str
         else:
             cost = bench[_kind_of(group)][k]
             best, plain = cost.measured[2], cost.over_plain[2]
-            speed = _mean([r["speed"] / d["speed"] for r, d in zip(runs[k], runs[1])])
+            ratios = speed_ratio(runs[k], runs[1])
             line = (f"- {group}: the largest k whose final FD is within the seed spread of k = 1 is **{k}** "
                     f"(FD {_mean([r['fid'] for r in runs[k]]):.1f} vs {_mean(dense):.1f}); a D step with the "
                     f"penalty every {k} costs {best:.2f}× the best D step without it and {plain:.2f}× the "
                     f"trainer's own plain D step (benchmark, cpu; goal ≤ {GOAL}×: "
                     f"{'met' if best <= GOAL else 'met over the plain step only' if plain <= GOAL else 'not met'})"
-                    f"; its runs trained {speed:.2f}× as fast as k = 1.")
+                    + (f"; its runs trained {_mean(ratios):.2f}× as fast as k = 1." if ratios else
+                       "; k = 1's runs trained at another time, under another load: no throughput ratio (†)."))
         for label in ("worse", "better"):
             ks = [j for j, v in verdicts.items() if v.startswith(label) and (label == "better" or j < k)]
             if ks:
@@ -301,9 +319,11 @@ each kind is compared with its own k = 1).
 
 Declared before the runs (see `acl_dist/repro/lazy.py`): final FD is the primary metric, mean ± std over
 seeds; "vs k = 1" is the change of its mean. A k is within the seed spread of k = 1 when the means differ by
-no more than the larger max − min of the two seed sets. "step throughput" is each run's median images/s over
-its log ticks over the k = 1 run's of the same seed: the runs shared the cores ({parallel} at a time, and
-another session's load for runs reused from Table 1), so it is an indication only. "D-step cost" is the
+no more than the larger max − min of the two seed sets. "images/s" is each run's median over its log ticks;
+"step throughput" is that over the k = 1 run's of the same seed, given only when the two started within
+{SAME_LOAD_S // 60} minutes of each other ("n/a †": k = 1's runs were reused from an earlier report and trained
+under that time's load, which included another session's). The runs shared the cores ({parallel} at a time),
+so these are indications only. "D-step cost" is the
 controlled measurement: `benchmarks/gp.py` (`lazy_overheads`, {b['rounds']} interleaved rounds, one thread,
 process CPU time) on the critic these runs train at their batch size, k D steps with one penalised at gain k,
 over the best D step without penalty ("× best") and over the trainer's own plain D step ("× plain": real

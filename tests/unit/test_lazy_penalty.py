@@ -80,3 +80,17 @@ def _check_logged_penalty(run_dir: str, phase: str, penalties: dict, d_steps: in
         rows = [r for r in map(json.loads, f) if "images_per_s" in r]
     logged = [f"{phase}/gp" in r for r in rows]
     assert logged == [any(s * d_steps + j in penalties for j in range(d_steps)) for s in range(steps)]
+
+
+def test_lazy_report_compares_throughput_only_between_runs_trained_under_one_load():
+    """A k = 1 run reused from an earlier report trained under that time's load: no speed ratio against it."""
+    from acl_dist.repro import lazy
+
+    def run(start: float, speed: float) -> dict:
+        return {"speed": speed, "window": (start, start + 300.0)}
+
+    dense = [run(0.0, 400.0), run(100.0, 500.0)]
+    together = [run(600.0, 600.0), run(900.0, 750.0)]
+    assert lazy.speed_ratio(together, dense) == [1.5, 1.5]
+    later = [run(600.0, 600.0), run(100.0 + lazy.SAME_LOAD_S + 1, 750.0)]  # one seed's pair hours apart
+    assert lazy.speed_ratio(later, dense) is None
