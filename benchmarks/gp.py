@@ -223,7 +223,8 @@ def report_amortised(overheads: dict[int, Amortised], kind: str, default: int | 
               f"over the trainer's plain step (separate forwards) {_show(cost.over_plain)}")
     if default is not None and default in overheads and 1 in overheads:
         cost, dense = overheads[default], overheads[1]
-        met = "met" if cost.measured[0] <= GOAL else "met over the plain step" if cost.over_plain[0] <= GOAL else "not met"
+        met = ("met" if cost.measured[0] <= GOAL else "met over the plain step" if cost.over_plain[0] <= GOAL
+               else "not met")
         print(f"  recipes' default k = {default} ({DEFAULT_RECIPE}): {cost.measured[0]:.2f}x a D step without "
               f"penalty (median; {cost.over_plain[0]:.2f}x the trainer's plain step) vs dense "
               f"{dense.measured[0]:.2f}x; goal <= {GOAL}x: {met}")
