@@ -261,6 +261,10 @@ def _verdicts(scores: dict[str, dict[int, list[dict]]], bench: dict) -> list[str
     out = []
     for group, runs in scores.items():
         dense = [r["fid"] for r in runs[1]]
+        if len(dense) < 2:
+            fds = ", ".join(f"k = {j}: {rs[0]['fid']:.1f}" for j, rs in runs.items())
+            out.append(f"- {group}: one seed, a screen with no spread to judge by (final FD {fds}); no verdict.")
+            continue
         verdicts = {k: judge([r["fid"] for r in rs], dense) for k, rs in runs.items() if k != 1}
         k = largest_within(runs)
         if k == 1:

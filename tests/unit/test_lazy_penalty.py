@@ -94,3 +94,13 @@ def test_lazy_report_compares_throughput_only_between_runs_trained_under_one_loa
     assert lazy.speed_ratio(together, dense) == [1.5, 1.5]
     later = [run(600.0, 600.0), run(100.0 + lazy.SAME_LOAD_S + 1, 750.0)]  # one seed's pair hours apart
     assert lazy.speed_ratio(later, dense) is None
+
+
+def test_lazy_report_gives_a_one_seed_screen_no_verdict():
+    """R1/R2 rows run on one seed at the full budget: the report lists their FDs and judges nothing."""
+    from acl_dist.repro import lazy
+
+    screen = {"gan+r1": {1: [{"fid": 80.0}], 4: [{"fid": 90.0}], 16: [{"fid": 70.0}]}}
+    (line,) = lazy._verdicts(screen, {})
+    assert line == ("- gan+r1: one seed, a screen with no spread to judge by (final FD k = 1: 80.0, k = 4: 90.0, "
+                    "k = 16: 70.0); no verdict.")
