@@ -132,12 +132,14 @@ def _timing(run_dir: str, every: int) -> dict:
         previous = r["step"]
     computed = sum(1 for i in range(start * d_steps, previous * d_steps) if i % every == 0)
     return {"speed": statistics.median(r["images_per_s"] for r in rows), "gp": total / computed if computed else None,
-            "window": (rows[0]["time"], rows[-1]["time"])}
+            "window": (rows[0]["time"], rows[-1]["time"]) if "time" in rows[0] else None}
 
 
 def comparable(a: dict, b: dict) -> bool:
     """Whether two runs' throughputs compare: trained within ``SAME_LOAD_S`` of each other (a run reused from
     an earlier report trained under that time's load, which may have been another session's)."""
+    if a["window"] is None or b["window"] is None:  # a log without wall times: nothing to say they shared one
+        return False
     return abs(a["window"][0] - b["window"][0]) <= SAME_LOAD_S
 
 

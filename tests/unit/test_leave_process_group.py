@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-import weakref
+import subprocess
+import textwrap
 
-import torch
-import torch.distributed as dist
-from torch import nn
+from tests.conftest import PYTHON, REPO
 
-from acl_dist.distributed import leave_process_group
+# In its own interpreter: the suite's in-process DeepSpeed tests leave a default group behind in this one.
+SCRIPT = textwrap.dedent("""
+    import sys, weakref
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from acl_dist.distributed import leave_process_group
 
+    class Cyclic:  # like a finished trainer: a DDP-wrapped net in a reference cycle, freed only by the collector
+        def __init__(self):
+            self.net = nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
+            self.me = self
 
-class _Cyclic:
-    """Like a finished trainer: a DDP-wrapped net inside a reference cycle, so only the collector frees it."""
-
-    def __init__(self) -> None:
-        self.net = nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
-        self.me = self
+    dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+    holder = Cyclic()
+    holder.net(torch.ones(1, 2)).sum().backward()  # the reducer has run: it holds the group
+    wrapper = weakref.ref(holder.net)
+    del holder
+    assert wrapper() is not None, "the cycle should keep it alive until a collection"
+    leave_process_group(wait_for_others=True)
+    assert not dist.is_initialized()
+    print("freed" if wrapper() is None else "alive")
+""")
 
 
 def test_leave_process_group_frees_ddp_wrappers_held_in_cycles(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
-    try:
-        holder = _Cyclic()
-        holder.net(torch.ones(1, 2)).sum().backward()  # the reducer has run: it holds the group
-        wrapper = weakref.ref(holder.net)
-        del holder
-        assert wrapper() is not None  # the cycle keeps it: without a collection it lives to interpreter exit
-        leave_process_group(wait_for_others=True)
-        assert wrapper() is None and not dist.is_initialized()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    proc = subprocess.run([PYTHON, "-c", SCRIPT, str(tmp_path / "store")], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "freed"
