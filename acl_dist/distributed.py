@@ -60,11 +60,14 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
 
 
 def mean_across_ranks(values: dict[str, Tensor]) -> dict[str, float]:
-    """Average scalar metrics over ranks in a single collective; returns Python floats (one host sync)."""
+    """Average scalar metrics over ranks in a single collective; returns Python floats (one host sync).
+
+    Reduced in float32, or in float64 when a value is float64 (a float64 run keeps its precision in the log)."""
     if not values:
         return {}
     keys = sorted(values)
-    stacked = torch.stack([values[k].float().reshape(()) for k in keys])
+    wide = torch.float64 if any(v.dtype == torch.float64 for v in values.values()) else torch.float32
+    stacked = torch.stack([values[k].to(wide).reshape(()) for k in keys])
     if is_distributed():
         dist.all_reduce(stacked)
         stacked /= dist.get_world_size()

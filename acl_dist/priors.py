@@ -21,7 +21,7 @@ def mixture_centers(modes: int, dim: int, radius: float) -> Tensor:
     centers[:, 0] = radius * torch.cos(angles)
     if dim > 1:
         centers[:, 1] = radius * torch.sin(angles)
-    return centers.float()
+    return centers.to(torch.get_default_dtype())  # float32, or float64 in a float64 run
 
 
 class Prior:

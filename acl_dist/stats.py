@@ -39,7 +39,8 @@ def code_mmd2(fake: Tensor, real: Tensor) -> Tensor:
     kernels of widths ``CODE_MMD_SCALES`` x sqrt(d) (about the typical distance between two standardised
     codes), so runs whose encoders work at different scales are comparable.
     """
-    real, fake = real.float(), fake.float()
+    wide = torch.promote_types(real.dtype, torch.float32)  # bf16 codes widened; float64 kept
+    real, fake = real.to(wide), fake.to(wide)
     mean, std = real.mean(0), real.std(0).clamp(min=1e-6)
     scale = math.sqrt(real.shape[1])
     return mmd2((fake - mean) / std, (real - mean) / std, tuple(s * scale for s in CODE_MMD_SCALES))

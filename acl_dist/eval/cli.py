@@ -140,12 +140,13 @@ def _eval_recipe(loaded: LoadedRun, args: argparse.Namespace):
     return dataclasses.replace(loaded.recipe, eval=dataclasses.replace(e, **changes))
 
 
-def _global_noise_generator(loaded: LoadedRun, num_samples: int, seed: int, rank: int, world: int,
-                            device: torch.device):
+def _global_noise_generator(loaded: LoadedRun, num_samples: int, batch_size: int, seed: int, rank: int,
+                            world: int, device: torch.device):
     """``generate(n)`` for this rank that walks through ONE seeded noise set in global sample order.
 
-    Why: the samples are then the same whatever the number of processes (rank r takes its contiguous share,
-    as ``compute_metrics`` splits them), so 1 and N processes give the same values up to float summation order.
+    Why: the samples are then the same whatever the number of processes (rank r takes its contiguous share of
+    whole batches, as ``compute_metrics`` splits them, so each batch of noise is one a single process would
+    generate), so 1 and N processes give the same images and metrics (FID up to its float64 summation order).
     Calls beyond the share continue into the following samples (the Parzen estimate on rank 0 sees all).
     """
     from acl_dist.eval.fid import shard_sizes
@@ -153,7 +154,7 @@ def _global_noise_generator(loaded: LoadedRun, num_samples: int, seed: int, rank
     method, nets = loaded.method, loaded.nets
     torch.manual_seed(seed)
     noise = method.sample_noise(num_samples, "cpu")  # identical on every rank
-    start = sum(shard_sizes(num_samples, world)[:rank])
+    start = sum(shard_sizes(num_samples, world, batch_size)[:rank])
     cursor = 0
 
     @torch.no_grad()
@@ -225,8 +226,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if evaluator is None:
         print("acl-dist eval: nothing to evaluate: the metrics need image data; add --parzen", file=sys.stderr)
         return 2
-    generate = _global_noise_generator(loaded, recipe.eval.num_samples, args.seed, state.process_index,
-                                       state.num_processes, device)
+    generate = _global_noise_generator(loaded, recipe.eval.num_samples, recipe.eval.batch_size, args.seed,
+                                       state.process_index, state.num_processes, device)
     scores = evaluator.evaluate(loaded.step, generate)
     if state.is_main_process:
         result = _eval_result(loaded, recipe, evaluator, scores, state.num_processes, not args.no_ema)

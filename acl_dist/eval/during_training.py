@@ -45,13 +45,14 @@ def dataset_key(recipe: Recipe) -> str:
 def _digits_real(recipe: Recipe, rank: int, world: int) -> tuple[int, Callable[[], Iterator[torch.Tensor]]]:
     """(count, batches): every digit once, split across ranks, so the reference has no repeats.
 
-    Contiguous shares, so that the features gathered in rank order are the first ``count`` digits in order on
-    any number of processes (KID's random subsets then pick the same digits)."""
+    Contiguous shares of whole batches, so that the features gathered in rank order are the first ``count``
+    digits in order, each extracted in the same batch, on any number of processes (KID's random subsets then
+    pick the same digits)."""
     from acl_dist.data.memory import digits_tensors
 
     images, _ = digits_tensors(recipe.model.resolution, recipe.model.channels)  # [1797, C, R, R]
     count = min(recipe.eval.num_samples, len(images))
-    sizes = shard_sizes(count, world)
+    sizes = shard_sizes(count, world, recipe.eval.batch_size)
     start = sum(sizes[:rank])
     mine = images[start : start + sizes[rank]]
     return count, lambda: iter(mine.split(recipe.eval.batch_size))

@@ -126,10 +126,22 @@ def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
     return float(out[KEY_METRIC_FID])
 
 
-def shard_sizes(num_samples: int, world: int) -> list[int]:
-    """Split ``num_samples`` across ``world`` ranks exactly: the first ``num_samples % world`` get one more."""
-    base, extra = divmod(num_samples, world)
-    return [base + (1 if r < extra else 0) for r in range(world)]
+def shard_sizes(num_samples: int, world: int, batch: int = 1) -> list[int]:
+    """Split ``num_samples`` across ``world`` ranks exactly, in whole batches of ``batch``: the samples make
+    ceil(N / batch) batches (the last one short), and the first ``batches % world`` ranks get one batch more.
+
+    Why whole batches: rank r's share then starts at a multiple of ``batch``, so every batch a rank extracts
+    (or generates) is one of the batches one process would have made, image for image. Float32 kernels round a
+    sample's result differently in batches of other sizes, so only aligned batches give every metric the same
+    features on 1 and N processes. ``batch = 1`` is the plain split (the first ``N % world`` get one more).
+    """
+    batches = -(-num_samples // batch)
+    base, extra = divmod(batches, world)
+    counts = [base + (1 if r < extra else 0) for r in range(world)]  # batches per rank
+    sizes = [c * batch for c in counts]
+    last = max((r for r in range(world) if counts[r]), default=0)  # the rank holding the short last batch
+    sizes[last] -= batches * batch - num_samples
+    return sizes
 
 
 def feature_dim(extractor: FeatureExtractorBase) -> int:

@@ -11,9 +11,10 @@ moves only what it must across processes (N samples, d feature dimensions, C cla
 
 Rank 0 scores with torch-fidelity's ``*_featuresdict_to_metric`` and ``fid_statistics_to_metric`` (so the
 values are theirs, with their defaults: rng seed 2020, 10 IS splits, shuffled) and broadcasts the few floats.
-Each rank takes a contiguous share of the samples (:func:`~acl_dist.eval.fid.shard_sizes`) and the gather
-concatenates in rank order, so rank 0 holds the features in global sample order: KID's random subsets and the
-IS shuffle pick the same samples on 1 or N processes, and every metric agrees.
+Each rank takes a contiguous share of the samples made of whole batches (:func:`~acl_dist.eval.fid.shard_sizes`)
+and the gather concatenates in rank order, so rank 0 holds the features in global sample order, each computed in
+the same batch as one process would have: KID, IS and precision/recall are bit for bit those of one process, FID
+equal up to the order of its float64 sums (``tests/integration/test_fid_multiproc.py``).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def compute_metrics(
     Returns {key: value} (see :data:`KEYS`), the same on every rank.
     """
     rank, world = rank_and_world()
-    share = shard_sizes(num_samples, world)[rank]
+    share = shard_sizes(num_samples, world, batch_size)[rank]
     sizes = [min(batch_size, share - i) for i in range(0, share, batch_size)]
     dev = device if device is not None else next(extractor.parameters()).device
     local = _extract((generate(n).to(dev) for n in sizes), extractor, share, stats="fid" in options.metrics,
@@ -247,11 +248,14 @@ def reference_set(
     with_features: bool = False,
     cache_path: str | None = None,
     dataset_key: str = "",
+    batch_size: int = 1,
 ) -> FeatureSet:
     """FID statistics (every rank) and, ``with_features``, the features (rank 0) of ``num_samples`` real images.
 
     Every rank must call it. On a cache miss each rank takes its contiguous share of ``num_samples`` from its own
-    ``batches`` ([-1, 1], [B, C, H, W]); sums are reduced, features gathered to rank 0, which writes
+    ``batches`` ([-1, 1], [B, C, H, W]), the share ``shard_sizes(num_samples, world, batch_size)`` gives (callers
+    that batch the real images by ``batch_size`` pass it, so that shares are whole batches); sums are reduced,
+    features gathered to rank 0, which writes
     ``cache_path`` (see :func:`~acl_dist.eval.fid.stats_cache_path`). On a hit (decided by rank 0, so nodes
     without a shared disk agree), rank 0's statistics are broadcast, its features stay on it, and ``batches``
     is never iterated.
@@ -264,7 +268,7 @@ def reference_set(
         logger.info("reference statistics from %s", cache_path)
         stats = broadcast_stats(cached.stats if cached is not None else None, dim)
         return FeatureSet(stats, cached.features if cached is not None else None)
-    share = shard_sizes(num_samples, world)[rank]
+    share = shard_sizes(num_samples, world, batch_size)[rank]
     ref = _across_ranks(_extract(batches, extractor, share, stats=True, features=with_features, logits=False))
     if rank == 0 and cache_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)

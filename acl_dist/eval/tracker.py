@@ -140,7 +140,7 @@ class EvalTracker:
         if self._real is None:
             batches = _Lazy(self.real_batches)  # the data stream is opened only on a cache miss
             self._real = reference_set(batches, self.extractor, self.real_count, self.options.needs_features,
-                                       self.cache_path, self.dataset_key)
+                                       self.cache_path, self.dataset_key, self.cfg.batch_size)
         return self._real
 
     def evaluate(self, step: int, generate: Callable[[int], torch.Tensor]) -> dict[str, float]:

@@ -127,8 +127,9 @@ class Method(nn.Module):
 
 
 def metrics(**values: Tensor) -> Metrics:
-    """Detached scalars for logging (kept on device: the trainer reduces them once per logging tick)."""
-    return {k: v.detach().float() for k, v in values.items()}
+    """Detached scalars for logging (kept on device: the trainer reduces them once per logging tick), in float32
+    or wider: bf16/fp16 values are widened, a float64 run (the golden test's) keeps its precision."""
+    return {k: v.detach().to(torch.promote_types(v.dtype, torch.float32)) for k, v in values.items()}
 
 
 _REGISTRY: dict[str, type[Method]] = {}  # filled by @register as the family modules load (methods.registry)

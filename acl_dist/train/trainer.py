@@ -75,6 +75,9 @@ class Trainer:
         self.accelerator = accelerator or build_accelerator(recipe)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process
+        # Nets are built in torch's default floating dtype (float32 unless a caller, such as the float64 golden
+        # test, set another); batches are cast to it, so the data path never decides the arithmetic.
+        self.dtype = torch.get_default_dtype()
         self.graphs = use_cuda_graphs(recipe, self.device, self.world)  # before the (capturable) optimizers
         self.channels_last = self._use_channels_last()
         self.run_dir = recipe.run_dir
@@ -253,6 +256,8 @@ class Trainer:
         pin = self.device.type == "cuda"
         out = {k: (v.pin_memory() if pin and v.device.type == "cpu" and not v.is_pinned() else v)
                .to(self.device, non_blocking=True) for k, v in batch.items()}
+        if out["image"].is_floating_point() and out["image"].dtype != self.dtype:
+            out["image"] = out["image"].to(self.dtype)
         if self.channels_last and out["image"].dim() == 4:
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
         return out

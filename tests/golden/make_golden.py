@@ -1,14 +1,21 @@
-"""Write tests/golden/steps.pt: what every method computes in a few steps from a fixed seed.
+"""Write tests/golden/steps.pt: what every method computes in a few steps from a fixed seed, in float32 and in
+float64.
 
-Run once, at the commit before a change that must not alter what users compute (the architecture
-refactor of issue 13 was the first): ``OMP_NUM_THREADS=1 python tests/golden/make_golden.py``. The test
-(tests/unit/test_golden.py) retrains the same configurations and compares parameters, EMA copies and
-every logged metric. The configurations are explicit here, so later changes of recipe defaults do not
-touch them.
+Run at the commit before a change that must not alter what users compute (the architecture refactors of
+issues 13 and 25): ``OMP_NUM_THREADS=1 python tests/golden/make_golden.py``. The test
+(tests/unit/test_golden.py) retrains the same configurations and compares parameters, EMA copies and every
+logged metric:
+
+- float32, what users run: bit for bit, on a machine whose numeric path (``machine()``) is the recorded one;
+- float64, the same configurations with every net and batch in float64: on any CPU, to a tolerance that
+  follows from float64 arithmetic (see the test's docstring).
+
+The configurations are explicit here, so later changes of recipe defaults do not touch them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -20,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from tests.conftest import tiny_overrides  # noqa: E402
+from tests.numerics import default_dtype  # noqa: E402
 
 STEPS = 3
 ACL_OPTIONS = ["method.code_generator=residual", "method.encoder_code_norm=batch",
@@ -34,22 +42,33 @@ CONFIGS = {  # name: (method, overrides)
     "acl_gan+zero2": ("acl_gan", ["launch.deepspeed=launch/deepspeed/zero2.json"]),
 }
 NOT_COMPUTED = ("images_per_s", "time", "rank_divergence")  # wall-clock, or a cross-rank check
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def overrides(name: str, out_dir: str) -> list[str]:
-    method, extra = CONFIGS[name]
-    return tiny_overrides(method, out_dir, f"run.name={name}", f"train.steps={STEPS}", "train.ema=0.5",
-                          "run.seed=3", "train.channels_last=never", *extra)
+def float64_steps(name: str) -> int:
+    """Steps of a configuration in the float64 record. DeepSpeed's ZeRO optimizer keeps float32 master weights
+    whatever the nets' dtype, so after its first update a ZeRO run is a float32 run, whose later steps can
+    amplify a last-bit difference to a whole Adam step (see the test); its float64 record stops after one step."""
+    return 1 if "zero2" in name else STEPS
 
 
-def run(name: str, out_dir: str) -> dict:
-    """Train one configuration; its nets, EMA copies and per-step metrics."""
+def overrides(name: str, out_dir: str, steps: int = STEPS, extra: tuple[str, ...] = ()) -> list[str]:
+    method, own = CONFIGS[name]
+    return tiny_overrides(method, out_dir, f"run.name={name}", f"train.steps={steps}", "train.ema=0.5",
+                          "run.seed=3", "train.channels_last=never", *own, *extra)
+
+
+def run(name: str, out_dir: str, dtype: str = "float32", extra: tuple[str, ...] = ()) -> dict:
+    """Train one configuration in ``dtype`` (``extra``: overrides after its own, for the test that a changed
+    setting is caught); its nets, EMA copies and per-step metrics."""
     from acl_dist.config import load_recipe
     from acl_dist.train.trainer import Trainer
 
-    recipe = load_recipe(None, overrides(name, out_dir))
-    trainer = Trainer(recipe)
-    trainer.train()
+    steps = STEPS if dtype == "float32" else float64_steps(name)
+    with default_dtype(DTYPES[dtype]):
+        recipe = load_recipe(None, overrides(name, os.path.join(out_dir, dtype), steps, extra))
+        trainer = Trainer(recipe)
+        trainer.train()
     with open(os.path.join(recipe.run_dir, "metrics.jsonl")) as f:
         logged = [json.loads(line) for line in f]
     metrics = [{k: v for k, v in row.items() if k not in NOT_COMPUTED} for row in logged]
@@ -57,19 +76,32 @@ def run(name: str, out_dir: str) -> dict:
             "ema": trainer.ema.state_dict(), "metrics": metrics}
 
 
+# Environment switches that pick other CPU kernels (and so other float32 roundings) on one machine.
+NUMERIC_SWITCHES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                    "MKL_CBWR", "ONEDNN_DEFAULT_FPMATH_MODE")
+
+
 def machine() -> str:
-    """What makes float results bit-comparable: the CPU model and the torch build."""
-    model = platform.processor()
+    """What makes float32 results bit-comparable: the CPU model and its instruction-set flags (one model name,
+    such as a virtual machine's 'Intel(R) Xeon(R) Processor', covers several generations), the vector kernels
+    torch dispatches to, the switches that change the kernels, and the torch build."""
+    model, flags = platform.processor(), ""
     if os.path.isfile("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    return f"{model} | torch {torch.__version__}"
+            lines = f.read().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+        flags = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("flags")), "")
+    flag_hash = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:12]
+    switches = ",".join(f"{k}={os.environ[k]}" for k in NUMERIC_SWITCHES if k in os.environ)
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model} | flags {flag_hash} | {capability} | {switches or 'no switches'} | torch {torch.__version__}"
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as out:
-        golden = {"machine": machine(), "steps": STEPS, "runs": {name: run(name, out) for name in CONFIGS}}
+        golden = {"machine": machine(), "steps": STEPS,
+                  "runs": {dtype: {name: run(name, out, dtype) for name in CONFIGS} for dtype in DTYPES}}
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "steps.pt")
     torch.save(golden, path)
     print(f"wrote {path} ({os.path.getsize(path) / 1024:.0f} KiB) on {golden['machine']}")

@@ -43,8 +43,9 @@ def test_triton_norm_kernel_compiled_on_the_gpu_matches_ref() -> None:
             pen = penalty_from_gradients(g, impl=impl, kind=kind, one_sided=one_sided)
             (dg,) = torch.autograd.grad(pen * 3.0, g)
             out[impl] = (pen.detach(), dg)
-        torch.testing.assert_close(out["triton"][0], out["ref"][0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(out["triton"][1], out["ref"][1], rtol=1e-5, atol=1e-7)
+        rtol = 3 * 32 * 32 * 2.0**-24  # a row's N = 3072 squares summed in another order: N·u32 = 1.8e-4
+        torch.testing.assert_close(out["triton"][0], out["ref"][0], rtol=rtol, atol=1e-6)
+        torch.testing.assert_close(out["triton"][1], out["ref"][1], rtol=rtol, atol=1e-7)
 
 
 @pytest.fixture
@@ -62,9 +63,12 @@ def test_penalty_paths_agree_on_cuda_and_bf16_stays_close_to_fp32(no_tf32) -> No
     ref_pen, ref_grads = _penalty_and_param_grads(critic, real, fake, alpha, "ref")
     for impl, norm_impl in [("fused", "ref"), ("split", "ref"), ("split", "triton")]:
         pen, grads = _penalty_and_param_grads(critic, real, fake, alpha, impl, norm_impl=norm_impl)
-        torch.testing.assert_close(pen, ref_pen, rtol=1e-4, atol=1e-5)
+        # cuDNN picks its algorithms per batch shape, so the paths sum in other orders: the penalty's row norms
+        # over N = 3072 inputs within N·u32 = 1.8e-4, weight gradients over B·H·W = 64·16·16 positions within
+        # 16384·u32 = 1e-3
+        torch.testing.assert_close(pen, ref_pen, rtol=3072 * 2.0**-24, atol=1e-5)
         for a, b in zip(grads, ref_grads):
-            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+            torch.testing.assert_close(a, b, rtol=16384 * 2.0**-24, atol=1e-5)
     # bf16 keeps 8 bits of mantissa: the penalty within 5 %, parameter gradients within 10 % in norm
     pen, grads = _penalty_and_param_grads(critic, real, fake, alpha, "split", dtype=torch.bfloat16)
     assert abs(pen - ref_pen) <= 0.05 * ref_pen

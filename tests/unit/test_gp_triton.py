@@ -34,8 +34,12 @@ def compare_in_interpreter() -> None:
     for kind, one_sided in [("wgan", False), ("wgan", True), ("r1", False)]:
         ref = _penalty_and_grad(grads, "ref", kind=kind, one_sided=one_sided)
         tri = _penalty_and_grad(grads, "triton", kind=kind, one_sided=one_sided)
-        torch.testing.assert_close(tri[0], ref[0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(tri[1], ref[1], rtol=1e-5, atol=1e-7)
+        # the kernel sums each row's N = 1200 squares in blocks, torch in its own order: float32 sums of N terms
+        # differ by at most N·u32 of their scale (7.2e-5), and the gradient (a coefficient of the norm times g)
+        # inherits that relative error; the atol covers row 0, whose norm is 0
+        rtol = 1200 * 2.0**-24
+        torch.testing.assert_close(tri[0], ref[0], rtol=rtol, atol=1e-6)
+        torch.testing.assert_close(tri[1], ref[1], rtol=rtol, atol=1e-7)
         assert tri[1].abs().sum() > 0
     assert not gp._warned, gp._warned  # the kernel ran: no fallback was logged
     print("triton-interpreter-ok")

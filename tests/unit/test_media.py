@@ -26,7 +26,9 @@ def test_encode_decode_roundtrip(tmp_path):
     assert len(frames) == 6 == media.probe_frame_count(path)
     assert frames[0].shape == (24, 32, 3) and frames[0].dtype == np.uint8
     means = np.array([f.mean() for f in frames])
-    np.testing.assert_allclose(means, 30 + 30 * np.arange(6), atol=8)  # lossy, but the order is kept
+    # lossy H.264 (the codec's rate control, not the CPU, sets the error): frame means within 8 of 255 levels,
+    # well inside the 30 levels between frames, so the order is kept
+    np.testing.assert_allclose(means, 30 + 30 * np.arange(6), atol=8)
 
 
 def test_fps_and_size(tmp_path):
