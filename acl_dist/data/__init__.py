@@ -1,10 +1,11 @@
-"""Data: the stream every recipe reads (in-memory digits/toys or WebDataset shards), shard writing, video."""
+"""Data: the stream every recipe reads (in-memory digits, MNIST-5k, toys or WebDataset shards), shard writing,
+video."""
 
 from __future__ import annotations
 
 from acl_dist.config import Recipe
 
-SOURCES = ("digits", "toy", "shards")
+SOURCES = ("digits", "mnist5k", "toy", "shards")
 
 
 def data_dim(recipe: Recipe) -> int | None:
@@ -23,6 +24,10 @@ def build_stream(recipe: Recipe, *, rank: int, world_size: int, with_labels: boo
     common = dict(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, with_labels=with_labels)
     if d.source == "digits":
         return TensorStream(*digits_tensors(m.resolution, m.channels), **common)
+    if d.source == "mnist5k":
+        from acl_dist.data.mnist5k import mnist5k_tensors
+
+        return TensorStream(*mnist5k_tensors(m.resolution, m.channels, "train"), **common)
     if d.source == "toy":
         return TensorStream(*toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples), **common)
     from acl_dist.data.stream import build_shard_stream

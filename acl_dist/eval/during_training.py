@@ -1,14 +1,14 @@
 """What the trainer calls every ``eval.every`` steps: ``eval.metrics`` (and, when asked, Parzen) from a recipe.
 
 :func:`build_tracker` turns a recipe into a :class:`TrainingEvaluator`: it picks the real images for this
-rank (the whole digits set split across ranks in contiguous shares without repeats, or this rank's shard
-stream), names them for the reference cache (``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir),
+rank (an in-memory reference set split across ranks in contiguous shares without repeats: all the digits, or
+MNIST-5k's 1,000 held-out digits; or this rank's shard stream), names them for the reference cache (``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir),
 and wraps :class:`~acl_dist.eval.tracker.EvalTracker`. ``evaluate`` returns a dict of metrics (``fid``,
 ``kid_mean``, ..., ``fid_best``), the same on every rank; the trainer logs each as ``eval/<name>``.
 
 Parzen (``eval.parzen``) follows the GAN paper: images mapped to [0, 1], sigma chosen on a validation split.
 Digits have no official test split, so validation and test are drawn from the training data: the number
-measures fit to the data, not generalisation. It runs on rank 0 with rank 0's samples and is broadcast.
+measures fit to the data, not generalisation. MNIST-5k's come from its held-out 1,000 digits. It runs on rank 0 with rank 0's samples and is broadcast.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PARZEN_SPLIT = 500  # validation and test points each (GAN paper: 10,000 MNIST t
 def dataset_key(recipe: Recipe) -> str:
     """Names the real data for the statistics cache: source, content (manifest hash), resolution, channels."""
     d, m = recipe.data, recipe.model
-    what = d.source
+    what = "mnist5k-heldout" if d.source == "mnist5k" else d.source
     if d.source == "shards":
         what = f"shards:{d.shards}"
         if d.shards.endswith(".json") and os.path.isfile(d.shards):
@@ -42,15 +42,28 @@ def dataset_key(recipe: Recipe) -> str:
     return f"{what}|{m.resolution}px|{m.channels}ch"
 
 
-def _digits_real(recipe: Recipe, rank: int, world: int) -> tuple[int, Callable[[], Iterator[torch.Tensor]]]:
-    """(count, batches): every digit once, split across ranks, so the reference has no repeats.
+def reference_images(recipe: Recipe) -> torch.Tensor | None:
+    """The real images an in-memory source is evaluated against, [N, C, R, R] in [-1, 1]: every digit (sklearn's
+    digits have no test split), or MNIST-5k's 1,000 held-out digits; None for shards and toys."""
+    m = recipe.model
+    if recipe.data.source == "digits":
+        from acl_dist.data.memory import digits_tensors
+
+        return digits_tensors(m.resolution, m.channels)[0]  # [1797, C, R, R]
+    if recipe.data.source == "mnist5k":
+        from acl_dist.data.mnist5k import mnist5k_tensors
+
+        return mnist5k_tensors(m.resolution, m.channels, "heldout")[0]  # [1000, C, R, R]
+    return None
+
+
+def _memory_real(recipe: Recipe, rank: int, world: int) -> tuple[int, Callable[[], Iterator[torch.Tensor]]]:
+    """(count, batches): every reference image once, split across ranks, so the reference has no repeats.
 
     Contiguous shares of whole batches, so that the features gathered in rank order are the first ``count``
-    digits in order, each extracted in the same batch, on any number of processes (KID's random subsets then
-    pick the same digits)."""
-    from acl_dist.data.memory import digits_tensors
-
-    images, _ = digits_tensors(recipe.model.resolution, recipe.model.channels)  # [1797, C, R, R]
+    images in order, each extracted in the same batch, on any number of processes (KID's random subsets then
+    pick the same images)."""
+    images = reference_images(recipe)
     count = min(recipe.eval.num_samples, len(images))
     sizes = shard_sizes(count, world, recipe.eval.batch_size)
     start = sum(sizes[:rank])
@@ -118,11 +131,11 @@ class TrainingEvaluator:
 
 def _parzen_data(recipe: Recipe) -> torch.Tensor:
     """2 * PARZEN_SPLIT real points (or all there are), shuffled with a fixed seed: validation then test."""
-    from acl_dist.data.memory import digits_tensors, toy_tensors
+    from acl_dist.data.memory import toy_tensors
 
-    d, m = recipe.data, recipe.model
-    if d.source == "digits":
-        data, _ = digits_tensors(m.resolution, m.channels)
+    d = recipe.data
+    if d.source in ("digits", "mnist5k"):
+        data = reference_images(recipe)
     elif d.source == "toy":
         data, _ = toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples)
     else:
@@ -145,10 +158,11 @@ def build_tracker(recipe: Recipe, device: torch.device, rank: int, world: int,
         logger.info("eval: %s need images; the 2-D toy data gets %s", ", ".join(e.metrics),
                     "Parzen only" if e.parzen else "nothing")
     else:
-        if recipe.data.source == "digits":
-            count, real = _digits_real(recipe, rank, world)
+        if recipe.data.source in ("digits", "mnist5k"):
+            count, real = _memory_real(recipe, rank, world)
             if count < e.num_samples and rank == 0:
-                logger.info("eval: digits have %d images; reference statistics use all of them", count)
+                logger.info("eval: %s has %d reference images; reference statistics use all of them",
+                            recipe.data.source, count)
         else:
             count, real = e.num_samples, _stream_real(recipe, rank, world)
         cache_dir = os.path.join(recipe.run.out_dir, ".fid_cache")

@@ -1,8 +1,9 @@
-"""Feature extractors: the shipped digits CNN, and torch-fidelity's Inception, DINOv2 and CLIP offline.
+"""Feature extractors: the shipped digits and MNIST CNNs, and torch-fidelity's Inception, DINOv2 and CLIP offline.
 
 Why a digits extractor: Inception-v3 features of 8..32 px grey digits upscaled to 299 px say little, cost
 ~0.25 s per image on a laptop core, and need a 95 MB download the offline machines cannot make. A small CNN
-trained on sklearn's digits (``scripts/train_digits_extractor.py``) gives a real Fréchet distance in
+trained on sklearn's digits (``scripts/train_digits_extractor.py``), or on MNIST-5k's 4,000 training digits
+(``scripts/train_mnist_extractor.py``), gives a real Fréchet distance in
 features that know what a digit looks like, at thousands of images per second.
 
 Why local weights only: nothing may be downloaded at run time. Inception, DINOv2 (``fd-dinov2``) and CLIP
@@ -11,7 +12,7 @@ hold; a missing file stops with :class:`MissingWeightsError` saying what to get 
 
 Every extractor is a torch-fidelity ``FeatureExtractorBase`` subclass and takes uint8 [B, 3, H, W];
 :func:`to_uint8_rgb` is the one place where our [-1, 1] images become that. Importing this module registers
-``digits-cnn``, ``fd-dinov2`` and ``clip`` with torch-fidelity, so its own ``calculate_metrics`` can use them.
+``digits-cnn``, ``mnist-cnn``, ``fd-dinov2`` and ``clip`` with torch-fidelity, so its own ``calculate_metrics`` can use them.
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from acl_dist.eval.dinov2 import DinoV2
 
 DIGITS_CNN = "digits-cnn"
+MNIST_CNN = "mnist-cnn"
 INCEPTION = "inception-v3-compat"
 DINOV2 = "fd-dinov2"
 CLIP = "clip"
-EXTRACTORS = (DIGITS_CNN, INCEPTION, DINOV2, CLIP)
+EXTRACTORS = (DIGITS_CNN, MNIST_CNN, INCEPTION, DINOV2, CLIP)
 URL_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"  # FD-DINOv2's ViT-L/14
 URL_CLIP = CLIP_URLS["clip-vit-l-14"]  # the CLIP ViT-L/14 FD_CLIP is usually reported with
 DIGITS_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "digits_cnn.pt")
+MNIST_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "mnist_cnn.pt")
 WEIGHTS_KEY = "eval.feature_extractor_weights_path"
 
 
@@ -93,17 +96,38 @@ class DigitsCNN(nn.Module):
         return self.head(self.body(x))  # [B, 10] logits
 
 
+class MnistCNN(DigitsCNN):
+    """A small classifier of 32x32 grey MNIST digits (28x28 padded, as ``data.source: mnist5k`` gives them);
+    its 64-d penultimate layer is the feature space of MNIST-5k's Fréchet distance. Trained on the 4,000
+    training digits only (``scripts/train_mnist_extractor.py``), so the held-out 1,000 stay unseen."""
+
+    INPUT_SIZE = 32
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__(num_classes)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),  # [B, 32, 32, 32]
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),  # [B, 64, 16, 16]
+            nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(),  # [B, 128, 8, 8]
+            nn.Conv2d(128, 128, 3, stride=2, padding=1), nn.ReLU(),  # [B, 128, 4, 4]
+            nn.Flatten(),  # [B, 2048]
+            nn.Linear(128 * 4 * 4, self.FEATURE_DIM),  # [B, 64]: pre-activation, as DigitsCNN's
+        )
+
+
 class FeatureExtractorDigitsCNN(FeatureExtractorBase):
     """torch-fidelity face of :class:`DigitsCNN`; features '64' (FID/KID/PRC) and 'logits' (IS)."""
 
+    NET, WEIGHTS, SCRIPT = DigitsCNN, DIGITS_WEIGHTS, "scripts/train_digits_extractor.py"
+
     def __init__(self, name: str, features_list, feature_extractor_weights_path: str | None = None, **kwargs):
         super().__init__(name, features_list)
-        self.net = DigitsCNN()
-        path = feature_extractor_weights_path or DIGITS_WEIGHTS
+        self.net = self.NET()
+        path = feature_extractor_weights_path or self.WEIGHTS
         if not os.path.isfile(path):
             raise MissingWeightsError(
-                f"digits-cnn weights not found at {path}; run `python scripts/train_digits_extractor.py` "
-                f"(CPU, under 2 minutes) or set {WEIGHTS_KEY}"
+                f"{name} weights not found at {path}; run `python {self.SCRIPT}` "
+                f"(CPU, a few minutes) or set {WEIGHTS_KEY}"
             )
         blob = torch.load(path, map_location="cpu", weights_only=True)
         self.net.load_state_dict(blob["state_dict"])
@@ -135,6 +159,12 @@ class FeatureExtractorDigitsCNN(FeatureExtractorBase):
     @staticmethod
     def get_dummy_input_for_compile():
         return torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+
+
+class FeatureExtractorMnistCNN(FeatureExtractorDigitsCNN):
+    """torch-fidelity face of :class:`MnistCNN`; the same layers as digits-cnn."""
+
+    NET, WEIGHTS, SCRIPT = MnistCNN, MNIST_WEIGHTS, "scripts/train_mnist_extractor.py"
 
 
 class FeatureExtractorDinoV2Local(FeatureExtractorDinoV2):
@@ -184,7 +214,8 @@ class FeatureExtractorCLIPLocal(FeatureExtractorCLIP):
         self.eval()
 
 
-for _name, _cls in ((DIGITS_CNN, FeatureExtractorDigitsCNN), (DINOV2, FeatureExtractorDinoV2Local),
+for _name, _cls in ((DIGITS_CNN, FeatureExtractorDigitsCNN), (MNIST_CNN, FeatureExtractorMnistCNN),
+                    (DINOV2, FeatureExtractorDinoV2Local),
                     (CLIP, FeatureExtractorCLIPLocal)):
     if _name not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (reload, spawn) must not register twice
         torch_fidelity.register_feature_extractor(_name, _cls)
@@ -224,10 +255,10 @@ def weights_file(name: str, weights_path: str = "") -> str:
         MissingWeightsError: that file is not on disk (the message says what to get and where to put it).
         ValueError: unknown extractor name.
     """
-    if name == DIGITS_CNN:
-        path = weights_path or DIGITS_WEIGHTS
+    if name in (DIGITS_CNN, MNIST_CNN):
+        path = weights_path or (DIGITS_WEIGHTS if name == DIGITS_CNN else MNIST_WEIGHTS)
         if not os.path.isfile(path):
-            raise MissingWeightsError(f"digits-cnn weights not found at {path} ({WEIGHTS_KEY})")
+            raise MissingWeightsError(f"{name} weights not found at {path} ({WEIGHTS_KEY})")
         return path
     if name not in _DOWNLOADS:
         raise ValueError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")

@@ -65,12 +65,13 @@ def test_evaluator_reports_every_metric_and_fid_best(tmp_path):
 
 
 def test_digit_references_are_contiguous_shares_in_order():
-    """Gathered in rank order, the ranks' real digits are the first N digits in order, as on one process."""
-    from acl_dist.eval.during_training import _digits_real
+    """Gathered in rank order, the ranks' real digits are the first N digits in order, as on one process, in
+    shares of whole batches (101 digits in batches of 20: 3 batches to rank 0, 2 and the short one to rank 1)."""
+    from acl_dist.eval.during_training import _memory_real
 
     r = Recipe()
     r.model.resolution, r.eval.num_samples, r.eval.batch_size = 16, 101, 20
     images, _ = digits_tensors(16, 1)
-    shares = [torch.cat(list(_digits_real(r, rank, 2)[1]())) for rank in range(2)]
-    assert [len(s) for s in shares] == [51, 50]
+    shares = [torch.cat(list(_memory_real(r, rank, 2)[1]())) for rank in range(2)]
+    assert [len(s) for s in shares] == [60, 41]
     assert torch.equal(torch.cat(shares), images[:101])
