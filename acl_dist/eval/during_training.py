@@ -2,13 +2,15 @@
 
 :func:`build_tracker` turns a recipe into a :class:`TrainingEvaluator`: it picks the real images for this
 rank (an in-memory reference set split across ranks in contiguous shares without repeats: all the digits, or
-MNIST-5k's 1,000 held-out digits; or this rank's shard stream), names them for the reference cache (``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir),
-and wraps :class:`~acl_dist.eval.tracker.EvalTracker`. ``evaluate`` returns a dict of metrics (``fid``,
-``kid_mean``, ..., ``fid_best``), the same on every rank; the trainer logs each as ``eval/<name>``.
+MNIST-5k's 1,000 held-out digits; or this rank's shard stream), names them for the reference cache
+(``<run.out_dir>/.fid_cache``, shared by the runs of one out_dir), and wraps
+:class:`~acl_dist.eval.tracker.EvalTracker`. ``evaluate`` returns a dict of metrics (``fid``, ``kid_mean``,
+..., ``fid_best``), the same on every rank; the trainer logs each as ``eval/<name>``.
 
 Parzen (``eval.parzen``) follows the GAN paper: images mapped to [0, 1], sigma chosen on a validation split.
 Digits have no official test split, so validation and test are drawn from the training data: the number
-measures fit to the data, not generalisation. MNIST-5k's come from its held-out 1,000 digits. It runs on rank 0 with rank 0's samples and is broadcast.
+measures fit to the data, not generalisation. MNIST-5k's come from its held-out 1,000 digits. It runs on
+rank 0 with rank 0's samples and is broadcast.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ hold; a missing file stops with :class:`MissingWeightsError` saying what to get 
 
 Every extractor is a torch-fidelity ``FeatureExtractorBase`` subclass and takes uint8 [B, 3, H, W];
 :func:`to_uint8_rgb` is the one place where our [-1, 1] images become that. Importing this module registers
-``digits-cnn``, ``mnist-cnn``, ``fd-dinov2`` and ``clip`` with torch-fidelity, so its own ``calculate_metrics`` can use them.
+``digits-cnn``, ``mnist-cnn``, ``fd-dinov2`` and ``clip`` with torch-fidelity, so its own ``calculate_metrics``
+can use them.
 """
 
 from __future__ import annotations
