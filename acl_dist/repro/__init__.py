@@ -2,9 +2,11 @@
 
 Parts: ``prior`` (ACL paper Fig. 11), ``table1`` (Table 1 / Fig. 6-8 on the digits), ``interpolation``
 (Fig. 10), ``ablation`` (how the ACL module is attached, each change alone and together), ``lazy`` (the
-gradient penalty every k critic steps: FD and cost per k), ``all``.
+gradient penalty every k critic steps: FD and cost per k), ``mnist`` (does ACL improve its base: real MNIST,
+held-out FD, selection and confirmation seeds), ``all``.
 ``--budget full`` is what the committed report used; ``--budget tiny`` runs every part
-in a minute or two with toy-sized nets (what the tests run). Training runs go under ``--runs`` and resume.
+in a minute or two with toy-sized nets (what the tests run); ``--budget gpu`` is mnist's grid for one GPU
+(``--device cuda --jobs N``: N runs at once on it). Training runs go under ``--runs`` and resume.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import sys
 import time
 
-PARTS = ("prior", "table1", "interpolation", "ablation", "lazy")
+PARTS = ("prior", "table1", "interpolation", "ablation", "lazy", "mnist")
 
 
 def _part(name: str):
@@ -26,10 +28,14 @@ def run_repro(args: argparse.Namespace) -> int:
     from acl_dist.repro.jobs import ReproError
 
     parts = PARTS if args.part == "all" else (args.part,)
+    if (args.budget == "gpu" or args.stage != "all") and parts != ("mnist",):
+        print("acl-dist repro: --budget gpu and --stage are mnist's (acl-dist repro mnist ...)", file=sys.stderr)
+        return 2
     for name in parts:
         started = time.time()
+        options = {"stage": args.stage} if name == "mnist" else {}
         try:
-            path = _part(name).reproduce(args.out, args.runs, args.budget, args.jobs)
+            path = _part(name).reproduce(args.out, args.runs, args.budget, args.jobs, device=args.device, **options)
         except ReproError as err:
             print(f"acl-dist repro {name}: error: {err}", file=sys.stderr)
             return 1
@@ -43,9 +49,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("repro", help="regenerate the reproduction report (docs/results/*.md)",
                               description=__doc__.splitlines()[0])
     p.add_argument("part", choices=(*PARTS, "all"))
-    p.add_argument("--budget", choices=("full", "tiny"), default="full",
-                   help="full: the committed report's budget; tiny: seconds, toy-sized nets (tests)")
+    p.add_argument("--budget", choices=("full", "tiny", "gpu"), default="full",
+                   help="full: the committed report's budget; tiny: seconds, toy-sized nets (tests); gpu: mnist's "
+                   "grid for one GPU")
     p.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
     p.add_argument("--runs", default="runs/repro", help="training runs directory (default runs/repro)")
     p.add_argument("--jobs", type=int, default=default_parallel(), help="training runs at once (default: cores)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the training runs go: cpu (one thread each) or cuda (--jobs runs share one GPU)")
+    p.add_argument("--stage", choices=("all", "select", "confirm"), default="all",
+                   help="mnist: select (screens, writes mnist_selection.json), confirm (from that file), or all")
     p.set_defaults(func=run_repro)

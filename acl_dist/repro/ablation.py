@@ -109,7 +109,7 @@ def _key(job: Job) -> str:
     return name.split("-", 1)[1]
 
 
-def _late_means(run_dir: str) -> dict:
+def late_means(run_dir: str) -> dict:
     """The critic's real-fake gap and Dc's accuracy, averaged over the last quarter of the log ticks."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [r for r in (json.loads(line) for line in f) if "images_per_s" in r]
@@ -123,7 +123,7 @@ def _late_means(run_dir: str) -> dict:
 
 
 def measure(run_dir: str) -> dict:
-    return {**_scores(run_dir), **diagnostics(run_dir), **_late_means(run_dir)}
+    return {**_scores(run_dir), **diagnostics(run_dir), **late_means(run_dir)}
 
 
 def _row(label: str, runs: list[dict], paper_fd: float | None) -> str:
@@ -180,10 +180,10 @@ def _curves_figure(scores: dict[str, list[dict]], path: str, only: tuple[str, ..
     return fd_curves_figure(panels, path)
 
 
-def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
+def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     b = budget(budget_name)
     jobs = jobs_for(budget_name)
-    run_jobs(jobs, runs_root, parallel, "ACL ablation")
+    run_jobs(jobs, runs_root, parallel, "ACL ablation", device)
     scores: dict[str, list[dict]] = {}
     for job in jobs:
         scores.setdefault(_key(job), []).append(measure(job.run_dir(runs_root)))

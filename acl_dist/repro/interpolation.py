@@ -34,14 +34,14 @@ def _lfw_manifest(runs_root: str) -> str:
     return manifest
 
 
-def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
+def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     b = budget(budget_name)
     common = [f"train.steps={b['steps']}", "train.ckpt_every=0", "eval.every=0", "train.tensorboard=false",
               f"train.sample_every={b['steps']}", *b["extra"]]
     jobs = [Job("interp-acl_gan-digits", "recipes/digits/acl_gan.yaml", common),
             Job("interp-acl_gan-faces", "recipes/digits/acl_gan.yaml",
                 ["data.source=shards", f"data.shards={_lfw_manifest(runs_root)}", *common])]
-    run_jobs(jobs, runs_root, parallel, "interpolation")
+    run_jobs(jobs, runs_root, parallel, "interpolation", device)
     os.makedirs(out_dir, exist_ok=True)
     images, sections = [], []
     for job, what in zip(jobs, ("digits", "faces")):

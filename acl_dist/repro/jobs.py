@@ -125,12 +125,12 @@ def _link(name: str, target: str, runs_root: str) -> None:
     os.symlink(os.path.relpath(target, runs_root), os.path.join(runs_root, name))
 
 
-def _run_one(job: Job, runs_root: str) -> str:
+def _run_one(job: Job, runs_root: str, device: str = "cpu") -> str:
     run_dir = job.run_dir(runs_root)
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "train.log")
     cmd = [sys.executable, "-m", "acl_dist", "train", os.path.join(REPO, job.recipe),
-           f"run.out_dir={runs_root}", f"run.name={job.name}", "train.progress=false", "launch.device=cpu",
+           f"run.out_dir={runs_root}", f"run.name={job.name}", "train.progress=false", f"launch.device={device}",
            *job.overrides]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACL_DIST_LAUNCHED"):
@@ -144,14 +144,17 @@ def _run_one(job: Job, runs_root: str) -> str:
     return run_dir
 
 
-def run_jobs(jobs: list[Job], runs_root: str, parallel: int, what: str) -> dict[str, str]:
+def run_jobs(jobs: list[Job], runs_root: str, parallel: int, what: str, device: str = "cpu") -> dict[str, str]:
     """Train every job not trained yet (``parallel`` at a time), link those that share another's run; returns
-    {name: run_dir}. Raises ReproError on failure."""
+    {name: run_dir}. Raises ReproError on failure.
+
+    ``device``: cpu (one thread per run), or cuda: ``parallel`` runs share the one visible GPU (small nets leave
+    most of it idle, so a grid of runs trains in about the time of one)."""
     to_train, shares = plan(jobs, runs_root)
     done: dict[str, str] = {}
     errors: list[str] = []
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        futures = {pool.submit(_run_one, job, runs_root): job for job in to_train}
+        futures = {pool.submit(_run_one, job, runs_root, device): job for job in to_train}
         for future in tqdm(as_completed(futures), total=len(to_train), desc=what, unit="run"):
             job = futures[future]
             try:

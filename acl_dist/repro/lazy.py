@@ -358,10 +358,10 @@ penalty's own share. The whole-step effect: `python benchmarks/train_step.py --s
 """
 
 
-def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
+def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     b = budget(budget_name)
     planned = plan(budget_name)
-    run_jobs([job for _, _, job in planned], runs_root, parallel, "lazy penalty")
+    run_jobs([job for _, _, job in planned], runs_root, parallel, "lazy penalty", device)
     scores: dict[str, dict[int, list[dict]]] = {}
     stems: dict[str, dict[int, str]] = {}
     for group, k, job in planned:

@@ -373,10 +373,10 @@ def _reviewer_check(results: Results) -> str:
             f"{mean(four, 'mode_balance'):.2f} vs {mean(one, 'mode_balance'):.2f}.")
 
 
-def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
+def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     """Train the sweep, measure, plot and write ``out_dir/prior.md``; returns the report's path."""
     b = budget(budget_name)
-    run_jobs(jobs_for(budget_name), runs_root, parallel, "prior analysis")
+    run_jobs(jobs_for(budget_name), runs_root, parallel, "prior analysis", device)
     results = collect(b, runs_root)
     os.makedirs(out_dir, exist_ok=True)
     seed0 = {p.label: results[(p.label, BASE_LR)][0] for p in priors(b)}  # every budget has the base lr

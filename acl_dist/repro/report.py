@@ -45,7 +45,8 @@ def line_colours(panels: dict[str, list[tuple]]) -> dict[str, object]:
     return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
-def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path: str) -> str:
+def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path: str,
+                     ylabel: str = "FD (digits-CNN), mean over seeds") -> str:
     """One panel per group, each line the FD curve averaged over seeds, log scale, as the paper's Fig. 8.
 
     ``panels``: {title: [(label, runs, linestyle)]}, each run a dict with ``"curve": [(step, fd), ...]``
@@ -66,7 +67,7 @@ def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path:
             ax.plot(steps, mean, linestyle=style, marker="o", markersize=2, label=label, color=colours[label])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel("FD (digits-CNN), mean over seeds")
+        ax.set_ylabel(ylabel)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -68,20 +68,21 @@ def _scores(run_dir: str) -> dict:
 @torch.no_grad()
 def diagnostics(run_dir: str) -> dict:
     """Where an encoder method's sample quality goes: its decoder on the encoder's own codes (FD of
-    Dec(E(x)) against the digits) and, for methods that learn a code generator, how far Gz(z) is from E(x)
-    (MMD² of standardised codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD
-    with a poor sample FD and a large code MMD² means the code GAN (L_Z) is the bottleneck."""
-    from acl_dist.data.memory import digits_tensors
+    Dec(E(x)) against the real images, for the evaluation's reference set: all digits, or MNIST-5k's held-out
+    1,000) and, for methods that learn a code generator, how far Gz(z) is from E(x) (MMD² of standardised
+    codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and
+    a large code MMD² means the code GAN (L_Z) is the bottleneck."""
+    from acl_dist.eval.during_training import reference_images
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
     from acl_dist.eval.loading import load_run
     from acl_dist.stats import code_mmd2
 
     loaded = load_run(run_dir)
-    method, nets, m = loaded.method, loaded.nets, loaded.recipe.model
+    method, nets = loaded.method, loaded.nets
     if not method.encode_nets:
         return {"recon_fd": None, "code_mmd": None}
-    images, _ = digits_tensors(m.resolution, m.channels)
+    images = reference_images(loaded.recipe)
     extractor = build_extractor(loaded.recipe.eval.feature_extractor)
     dim = feature_dim(extractor)
     real = local_stats(images.split(200), extractor, len(images), dim)
@@ -137,10 +138,10 @@ def _tables(scores: dict[str, list[dict]]) -> tuple[list[str], list[str]]:
     return rows, diag
 
 
-def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int) -> str:
+def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     b = budget(budget_name)
     jobs = jobs_for(budget_name)
-    run_jobs(jobs, runs_root, parallel, "table 1")
+    run_jobs(jobs, runs_root, parallel, "table 1", device)
     scores = {m: [{**_scores(j.run_dir(runs_root)), **diagnostics(j.run_dir(runs_root))}
                   for j in jobs if j.name.startswith(f"table1-{m}-")] for m in METHODS}
     os.makedirs(out_dir, exist_ok=True)

@@ -1,0 +1,137 @@
+"""R3GAN (Huang et al., 2025) and ACL attached to it.
+
+``r3gan``: G(z) against a critic D with the relativistic pairing loss (RpGAN) and zero-centred penalties on
+both sides (R1 on the reals, R2 on the fakes):
+
+    L_D = E softplus(-(D(x_r) - D(x_f))) + gamma / 2 * (R1 + R2),   L_G = E softplus(-(D(x_f) - D(x_r)))
+
+each real paired with a fake of the batch. R1 + R2 come from one double backward over the reals and fakes
+together (``ops.gradient_penalty``, kind ``r1r2``), lazily every ``gp_every`` critic iterations if asked.
+``gamma`` decays from ``method.gamma`` to ``method.gamma_final`` on a cosine over training (R3GAN decays it
+with the learning rate; ``optim.lr_decay_to`` and ``optim.beta2_final`` schedule the optimiser). The schedule
+reads the trainer's progress tensor (``StepContext.progress``) on the device, so a captured CUDA graph replays
+the right weight at every step.
+
+``acl_r3gan``: the ACL module attached to R3GAN as to a GAN (``acl_gan``): Gz feeds the generator's noise slot,
+E and the feature reconstruction through D's last features, Dc against E's codes; the image adversary is
+R3GAN's. Its recipe differs from ``r3gan``'s in the ACL module only (``tests/unit/test_recipe_pairs.py``).
+The nets are R3GAN's own with ``model.arch: r3gan`` (``nets.r3gan``), which every image method can use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from acl_dist.methods.acl_gan import ACLGAN, ACLAttachmentOptions
+from acl_dist.methods.base import Batch, StepContext, metrics, register
+from acl_dist.methods.gan import GAN
+from acl_dist.methods.options import MethodOptions, choose, positive
+
+
+@dataclass
+class R3GANOptions(MethodOptions):
+    """R3GAN's loss and its penalty schedule (the paper's settings for FFHQ-256: gamma 150 down to 15 over
+    training at 256 px; gamma scales with the data: small images take a much smaller one)."""
+
+    d_steps: int = 1  # critic steps per generator step
+    gamma: float = 1.0  # R1 + R2 weight at the start: L_D + gamma / 2 * (R1 + R2)
+    gamma_final: float | None = None  # cosine-decayed to this by the last step; None: constant gamma
+    gp_every: int = 1  # lazy regularisation: R1 + R2 every k critic iterations, weighted by k
+    gp_impl: str = "auto"  # ref | fused | split | auto (ops.gradient_penalty)
+
+    def check(self) -> None:
+        super().check()
+        positive("method.d_steps", self.d_steps)
+        positive("method.gp_every", self.gp_every)
+        choose("method.gp_impl", self.gp_impl, ("auto", "ref", "fused", "split"))
+        if self.gamma < 0 or (self.gamma_final is not None and self.gamma_final < 0):
+            raise ValueError("method.gamma: must be 0 or more")
+
+    def gamma_at(self, progress: Tensor | None) -> Tensor | float:
+        """gamma at ``progress`` in [0, 1] (a device tensor: no host read): cosine from gamma to gamma_final."""
+        if self.gamma_final is None or progress is None:
+            return self.gamma
+        return self.gamma_final + (self.gamma - self.gamma_final) * 0.5 * (1 + torch.cos(math.pi * progress))
+
+
+class RelativisticAdversary:
+    """R3GAN's image adversary: RpGAN's paired loss and R1 + R2 at gamma / 2 (lazy every ``gp_every``)."""
+
+    def __init__(self, cfg: R3GANOptions):
+        self.cfg = cfg
+
+    def d_loss(self, d, real: Tensor, fake: Tensor, ctx: StepContext):
+        from acl_dist import losses
+        from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
+
+        fake = fake.detach().to(real.dtype)
+        every = self.cfg.gp_every
+        if self.cfg.gamma > 0 and ctx.iteration % every == 0:
+            real_scores, fake_scores, penalty = critic_scores_and_penalty(
+                d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale)
+            loss = losses.discriminator_relativistic(real_scores, fake_scores)
+            out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean(), gp=penalty)
+            return loss + self.cfg.gamma_at(ctx.progress) / 2 * every * penalty, out
+        real_scores, fake_scores = d(real).reshape(-1), d(fake).reshape(-1)  # [B], [B]
+        loss = losses.discriminator_relativistic(real_scores, fake_scores)
+        return loss, metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
+
+    def g_loss(self, d, real: Tensor, fake: Tensor) -> Tensor:
+        """The generator's side of the pairing: its fakes against the real scores (D is frozen here)."""
+        from acl_dist import losses
+
+        with torch.no_grad():
+            real_scores = d(real).reshape(-1)  # [B]: the pairing's other half, no gradient needed
+        return losses.generator_relativistic(real_scores, d(fake).reshape(-1))
+
+
+@register("r3gan")
+class R3GAN(GAN):
+    Options = R3GANOptions
+
+    @classmethod
+    def penalty_keys(cls, cfg) -> list[str]:
+        return ["method.gamma"] if cfg.gamma > 0 else []
+
+    def __init__(self, recipe, data_dim=None):
+        super().__init__(recipe, data_dim)
+        self.adversary = RelativisticAdversary(self.cfg)
+
+    def g_phase(self, batch: Batch, ctx: StepContext):
+        real = batch["image"]
+        fake = self.nets["G"](self.sample_noise(real.shape[0], ctx.device))
+        loss = self.adversary.g_loss(self.nets["D"], real, fake)
+        return loss, metrics(g_loss=loss)
+
+
+@dataclass
+class ACLR3GANOptions(R3GANOptions, ACLAttachmentOptions):
+    """R3GAN's image adversary with the ACL module attached (ACL-GAN's attachment options)."""
+
+    def check(self) -> None:
+        R3GANOptions.check(self)
+        self.check_attachment()
+
+
+@register("acl_r3gan")
+class ACLR3GAN(ACLGAN):
+    Options = ACLR3GANOptions
+
+    @classmethod
+    def penalty_keys(cls, cfg) -> list[str]:
+        code = ["method.code_gp_weight"] if cfg.code_loss == "wgan_gp" and cfg.code_gp_weight > 0 else []
+        return (["method.gamma"] if cfg.gamma > 0 else []) + code
+
+    def __init__(self, recipe, data_dim=None):
+        super().__init__(recipe, data_dim)
+        self.adversary = RelativisticAdversary(self.cfg)
+
+    def gx_phase(self, batch: Batch, ctx: StepContext):
+        real = batch["image"]
+        fake = self.nets["Gx"](self.fake_codes(real, ctx))
+        loss = self.adversary.g_loss(self.nets["Dx"], real, fake)
+        return self.cfg.lambda_gan * loss, metrics(g_loss=loss)
