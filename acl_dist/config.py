@@ -41,6 +41,8 @@ class DataConfig:
     num_workers: int = 0  # data-loading worker processes per rank (shards only)
     shuffle_buffer: int = 1000  # sample shuffle buffer per worker (shards only)
     flip: bool = False  # random horizontal flip (never for digits: it changes the class)
+    augment: list[str] = field(default_factory=list)  # DiffAugment on every image a critic sees, real and fake:
+    # any of color, translation, cutout, applied in that order (ops/diffaugment.py); [] = none
     corrupt: str = "skip"  # skip: drop and count corrupt samples; raise: stop on the first one
     retries: int = 2  # a failed pipe:/remote shard is opened again this many times before `corrupt` applies
     toy_modes: int = 4  # source=toy: Gaussian modes placed evenly on a circle
@@ -51,8 +53,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network shapes. Images: DCGAN-style conv nets; toy data: MLPs."""
+    """Network shapes. Images: DCGAN-style or R3GAN conv nets; toy data: MLPs."""
 
+    arch: str = "dcgan"  # image nets: dcgan (conv, transposed conv, norms) | r3gan (residual, no norms; nets/r3gan.py)
     resolution: int = 32  # image side, a power of two from 8 to 1024 (ignored for toy data)
     channels: int = 1  # image channels (1 for digits/MNIST, 3 for RGB)
     code_dim: int = 32  # d: code and noise dimension (d_c = d_z = d, as in the ACL paper)
@@ -66,6 +69,9 @@ class ModelConfig:
     mlp_hidden: int = 128  # width of the MLP nets used for 2-D toy data
     num_classes: int = 10  # classes for the acl_sgan classifier
     checkpoint_activations: bool = False  # recompute conv-block activations in backward to save memory
+    r3gan_blocks: int = 2  # arch=r3gan: residual blocks per resolution
+    r3gan_expansion: int = 2  # arch=r3gan: inverted bottleneck's widening of each block
+    r3gan_group_width: int = 16  # arch=r3gan: channels per group of each block's 3x3 conv
 
 
 @dataclass
@@ -79,6 +85,10 @@ class OptimConfig:
     lr_per_net: dict[str, float] = field(default_factory=dict)  # e.g. {D: 4e-4}
     betas_per_net: dict[str, list[float]] = field(default_factory=dict)  # e.g. {Gz: [0.5, 0.9]}: Adam betas of one net
     grad_clip: float = 0.0  # clip each phase's gradient norm to this; 0 disables
+    lr_decay_to: float = 1.0  # each net's learning rate follows a cosine from its own value to this fraction of it
+    # by the last step (R3GAN decays it); 1.0: constant
+    beta2_final: float | None = None  # Adam beta2 moves on a cosine from its own value to this by the last step
+    # (R3GAN raises it); None: constant
 
 
 @dataclass

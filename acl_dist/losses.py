@@ -1,7 +1,8 @@
 """Loss formulas, single-device and free of any training machinery.
 
 Names follow the source papers: the GAN paper's minimax and non-saturating losses (its sec. 3), one-sided
-label smoothing (NIPS 2016 tutorial), the Wasserstein critic loss (WGAN-GP), ACL-GAN's feature-wise
+label smoothing (NIPS 2016 tutorial), the Wasserstein critic loss (WGAN-GP), R3GAN's relativistic pairing
+loss (RpGAN), ACL-GAN's feature-wise
 reconstruction (eq. 4), the VAE's KL term and InfoGAN's mutual-information lower bound.
 """
 
@@ -42,6 +43,19 @@ def critic_wasserstein(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
 
 def generator_wasserstein(fake_scores: Tensor) -> Tensor:
     return -fake_scores.mean()
+
+
+def discriminator_relativistic(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """RpGAN's critic loss (R3GAN eq. 2): E softplus(-(D(x_r) - D(x_f))) over real-fake pairs [B], [B].
+
+    Each real is judged against a fake, not against a fixed boundary, which removes the mode-dropping optimum
+    of the plain logistic loss (R3GAN sec. 2)."""
+    return F.softplus(fake_scores - real_scores).mean()
+
+
+def generator_relativistic(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """RpGAN's generator loss: E softplus(-(D(x_f) - D(x_r))), the same pairs from the other side."""
+    return F.softplus(real_scores - fake_scores).mean()
 
 
 def feature_reconstruction(target_features: Tensor, features: Tensor) -> Tensor:

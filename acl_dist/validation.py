@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 CHOICES = {
     "data.source": ("digits", "mnist5k", "toy", "shards"),
     "data.corrupt": ("skip", "raise"),
+    "model.arch": ("dcgan", "r3gan"),
     "model.g_norm": ("batch", "layer", "instance", "none"),
     "model.d_norm": ("batch", "layer", "instance", "none"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
@@ -30,7 +31,8 @@ POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "mode
             "train.sample_every", "train.max_bad_steps", "eval.num_samples", "eval.batch_size",
             "eval.kid_subsets", "eval.kid_subset_size", "eval.prc_neighborhood", "launch.num_processes",
             "launch.num_machines",
-            "data.toy_modes", "data.toy_samples")
+            "data.toy_modes", "data.toy_samples", "model.r3gan_blocks", "model.r3gan_expansion",
+            "model.r3gan_group_width")
 VECTOR_METHODS = ("gan", "wgan_gp", "vae", "aae", "arae", "acl_ae", "acl_gan", "acl_gan_gp")
 
 
@@ -62,6 +64,11 @@ def _check_model(recipe: Recipe) -> None:
             raise ConfigError("model.resolution", f"{res} {reason} (conv nets need a power of two, 8 to 1024)")
     if recipe.model.channels not in (1, 3):
         raise ConfigError("model.channels", f"{recipe.model.channels}: images have 1 or 3 channels")
+    o = recipe.optim
+    if not 0 < o.lr_decay_to <= 1:
+        raise ConfigError("optim.lr_decay_to", f"{o.lr_decay_to}: a fraction of the learning rate in (0, 1]")
+    if o.beta2_final is not None and not 0 <= o.beta2_final < 1:
+        raise ConfigError("optim.beta2_final", f"{o.beta2_final}: an Adam beta2 is in [0, 1)")
 
 
 def _check_method(recipe: Recipe) -> None:
@@ -71,7 +78,7 @@ def _check_method(recipe: Recipe) -> None:
     m = recipe.method
     m.check()
     cls = method_class(m.name)
-    image_penalty = "method.gp_weight" in cls.penalty_keys(m)  # the code critics are MLPs without norms
+    image_penalty = bool({"method.gp_weight", "method.gamma"} & set(cls.penalty_keys(m)))  # code critics: no norms
     if image_penalty and recipe.model.d_norm == "batch" and recipe.data.source != "toy":
         raise ConfigError("model.d_norm", "batch norm couples the samples of a batch, so a per-sample gradient "
                           "penalty is ill-defined (WGAN-GP sec. 4); use layer, instance or none")
@@ -100,6 +107,15 @@ def _check_data(recipe: Recipe) -> None:
     d, name = recipe.data, recipe.method.name
     if d.retries < 0:
         raise ConfigError("data.retries", f"{d.retries}: a retry count is 0 or more")
+    from acl_dist.ops.diffaugment import POLICIES
+
+    for i, policy in enumerate(d.augment):
+        if policy not in POLICIES:
+            raise ConfigError(f"data.augment[{i}]", f"unknown augmentation {policy!r}; known: {', '.join(POLICIES)}")
+        if policy in d.augment[:i]:
+            raise ConfigError(f"data.augment[{i}]", f"{policy} is listed twice")
+    if d.augment and d.source == "toy":
+        raise ConfigError("data.augment", "DiffAugment transforms images; toy data are 2-D points")
     if d.source == "toy" and name not in VECTOR_METHODS:
         raise ConfigError("data.source", f"toy (2-D vector) data needs one of {', '.join(VECTOR_METHODS)}; "
                           f"{name} is image-only")

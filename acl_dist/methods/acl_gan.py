@@ -49,8 +49,8 @@ from acl_dist.nets.norms import running_stats_frozen
 
 
 @dataclass
-class ACLGANOptions(AdversarialOptions, CodeGANOptions):
-    """ACL-GAN's (eq. 4-6): the image adversary's, the code GAN's, and how the two are joined."""
+class ACLAttachmentOptions(CodeGANOptions):
+    """The code GAN's options and how ACL-GAN joins it to an image GAN (eq. 4-6), whatever the image adversary."""
 
     lambda_rec: float = 1.0  # lambda_2: weight of the feature reconstruction loss L_rec (eq. 4, 6)
     lambda_gan: float = 1.0  # lambda_3: weight of the image adversarial loss L_GAN (eq. 5, 6)
@@ -58,14 +58,22 @@ class ACLGANOptions(AdversarialOptions, CodeGANOptions):
     rec_updates_generator: bool = True  # L_rec also trains Gx (eq. 4); False: encoder only (Algorithm 1 line 11)
     generator_norm_stats: str = "all"  # Gx batch-norm running stats: all phases | sampling_codes (Gz(z) only)
 
-    def check(self) -> None:
-        super().check()
+    def check_attachment(self) -> None:
         self.check_code_gan()
         choose("method.fake_source", self.fake_source, ("code_generator", "encoder"))
         choose("method.generator_norm_stats", self.generator_norm_stats, ("all", "sampling_codes"))
         if self.generator_norm_stats == "sampling_codes" and self.fake_source != "code_generator":
             raise ConfigError("method.generator_norm_stats", "sampling_codes keeps Gx's statistics of Gz(z) "
                               "codes, which no phase feeds Gx under method.fake_source: encoder; use all")
+
+
+@dataclass
+class ACLGANOptions(AdversarialOptions, ACLAttachmentOptions):
+    """ACL-GAN's (eq. 4-6): the image adversary's, the code GAN's, and how the two are joined."""
+
+    def check(self) -> None:
+        super().check()
+        self.check_attachment()
 
 
 @dataclass
@@ -91,7 +99,11 @@ class ACLGAN(CodeLearningPhases, Method):
         self.nets["Gx"] = build_generator(recipe, recipe.model.code_dim, data_dim)
         self.nets["Dx"] = build_discriminator(recipe, data_dim)
         self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim(), self.gz_kind())
-        self.adversary = Adversary(recipe, self.wasserstein, self.default_gp_weight)
+        self.adversary = self.build_adversary()
+
+    def build_adversary(self):
+        """The image adversary Dx plays (R3GAN's subclass swaps in its own)."""
+        return Adversary(self.recipe, self.wasserstein, self.default_gp_weight)
 
     def build_inference_net(self):
         return maybe_standardized(build_encoder(self.recipe, self.recipe.model.code_dim, self.data_dim), self.recipe)
@@ -118,7 +130,7 @@ class ACLGAN(CodeLearningPhases, Method):
 
     def gx_phase(self, batch: Batch, ctx: StepContext):
         fake = self.nets["Gx"](self.fake_codes(batch["image"], ctx))
-        loss = self.adversary.g_loss(self.nets["Dx"](fake))
+        loss = self.adversary.g_loss(self.adversary.scores(self.nets["Dx"], fake))
         return self.cfg.lambda_gan * loss, metrics(g_loss=loss)
 
     def rec_phase(self, batch: Batch, ctx: StepContext):

@@ -32,6 +32,8 @@ class StepContext:
     iteration: int  # how many times this phase has run before, over the whole run (lazy regularisation)
     device: torch.device
     grad_scale: Tensor | None = None  # fp16 GradScaler's current scale, for gradient penalties
+    progress: Tensor | None = None  # step / train.steps as a 0-d device tensor, for schedules (R3GAN's gamma):
+    # updated in place by the trainer, so a captured CUDA graph reads each step's value
 
 
 LossFn = Callable[[Batch, StepContext], tuple[Tensor, Metrics]]
@@ -107,7 +109,7 @@ class Method(nn.Module):
         The lazy gradient penalty of an image critic runs every ``gp_every`` iterations; nothing else in a
         loss branches on the step.
         """
-        return self.cfg.gp_every if isinstance(self.cfg, AdversarialOptions) else 1
+        return getattr(self.cfg, "gp_every", 1)
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:

@@ -1,7 +1,8 @@
 """Net builders and adversarial terms shared by several methods.
 
-Images get DCGAN-style conv nets; vector data (the 2-D toys) gets MLPs of the same roles, so every method
-that makes sense on the toys runs there unchanged.
+Images get DCGAN-style conv nets or R3GAN's (``model.arch``); vector data (the 2-D toys) gets MLPs of the same
+roles, so every method that makes sense on the toys runs there unchanged. Every image critic sees its images
+through DiffAugment when ``data.augment`` asks (``Adversary.scores``), reals and fakes alike.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from acl_dist.nets import (
     ConvEncoder,
     ConvGenerator,
     MLPDiscriminator,
+    R3Discriminator,
+    R3Encoder,
+    R3Generator,
     StandardizedCode,
 )
+from acl_dist.ops.diffaugment import augment
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_penalty
 from acl_dist.stats import code_mmd2
 
@@ -35,6 +40,9 @@ def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Mod
     m = recipe.model
     if data_dim is not None:
         return MLP(in_dim, data_dim, m.mlp_hidden, 2)
+    if m.arch == "r3gan":
+        return R3Generator(in_dim, m.resolution, m.channels, m.base_channels, m.max_channels, m.r3gan_blocks,
+                           m.r3gan_expansion, m.r3gan_group_width, m.checkpoint_activations)
     return ConvGenerator(in_dim, m.resolution, m.channels, m.base_channels, m.max_channels, m.g_norm,
                          m.checkpoint_activations)
 
@@ -44,6 +52,9 @@ def build_discriminator(recipe: Recipe, data_dim: int | None) -> nn.Module:
     m = recipe.model
     if data_dim is not None:
         return MLPDiscriminator(data_dim, m.mlp_hidden, 2)
+    if m.arch == "r3gan":
+        return R3Discriminator(m.resolution, m.channels, m.base_channels, m.max_channels, m.r3gan_blocks,
+                               m.r3gan_expansion, m.r3gan_group_width, m.checkpoint_activations)
     return ConvDiscriminator(m.resolution, m.channels, m.base_channels, m.max_channels, m.d_norm,
                              m.spectral_norm, m.checkpoint_activations)
 
@@ -52,6 +63,9 @@ def build_encoder(recipe: Recipe, out_dim: int, data_dim: int | None) -> nn.Modu
     m = recipe.model
     if data_dim is not None:
         return MLP(data_dim, out_dim, m.mlp_hidden, 2)
+    if m.arch == "r3gan":
+        return R3Encoder(m.resolution, m.channels, out_dim, m.base_channels, m.max_channels, m.r3gan_blocks,
+                         m.r3gan_expansion, m.r3gan_group_width, m.checkpoint_activations)
     return ConvEncoder(m.resolution, m.channels, out_dim, m.base_channels, m.max_channels, m.d_norm,
                        m.checkpoint_activations)
 
@@ -88,9 +102,19 @@ class Adversary:
         cfg = recipe.method
         self.cfg, self.wasserstein = cfg, wasserstein
         self.gp_weight = default_gp_weight if cfg.gp_weight is None else cfg.gp_weight
+        self.policies = tuple(recipe.data.augment)
+
+    def view(self, images: Tensor) -> Tensor:
+        """What the critic sees of ``images``: them, or their DiffAugment draw (``data.augment``)."""
+        return augment(images, self.policies) if self.policies else images
+
+    def scores(self, d: nn.Module, images: Tensor) -> Tensor:
+        """The critic's scores [B] of (augmented) ``images``, for the generator's side."""
+        return d(self.view(images)).reshape(-1)
 
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
-        fake = fake.detach().to(real.dtype)  # under autocast G's output may be bf16/fp16
+        fake = self.view(fake.detach().to(real.dtype))  # under autocast G's output may be bf16/fp16
+        real = self.view(real)
         every = self.cfg.gp_every
         penalised = self.gp_weight > 0 and ctx.iteration % every == 0
         if penalised:  # the fast paths share forwards between the loss and the penalty

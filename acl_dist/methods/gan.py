@@ -30,7 +30,11 @@ class GAN(Method):
         super().__init__(recipe, data_dim)
         self.nets["G"] = build_generator(recipe, self.noise_dim(), data_dim)
         self.nets["D"] = build_discriminator(recipe, data_dim)
-        self.adversary = Adversary(recipe, self.wasserstein, self.default_gp_weight)
+        self.adversary = self.build_adversary()
+
+    def build_adversary(self):
+        """The image adversary D plays (R3GAN's subclass swaps in its own)."""
+        return Adversary(self.recipe, self.wasserstein, self.default_gp_weight)
 
     def phases(self) -> list[Phase]:
         return [Phase("D", ("D",), self.d_phase, repeats=self.cfg.d_steps),
@@ -44,7 +48,7 @@ class GAN(Method):
 
     def g_phase(self, batch: Batch, ctx: StepContext):
         fake = self.nets["G"](self.sample_noise(batch["image"].shape[0], ctx.device))
-        loss = self.adversary.g_loss(self.nets["D"](fake))
+        loss = self.adversary.g_loss(self.adversary.scores(self.nets["D"], fake))
         return loss, metrics(g_loss=loss)
 
     def generate(self, noise: Tensor, nets: Mapping[str, nn.Module] | None = None) -> Tensor:

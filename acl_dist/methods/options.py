@@ -37,7 +37,8 @@ def positive(path: str, value: float) -> None:
 class MethodOptions:
     """What every method has: which one it is, and the noise prior p(z) its samples start from."""
 
-    name: str = "acl_gan_gp"  # gan | wgan_gp | vae | aae | arae | infogan | acl_ae | acl_gan | acl_gan_gp | acl_sgan
+    name: str = "acl_gan_gp"  # gan | wgan_gp | r3gan | vae | aae | arae | infogan | acl_ae | acl_gan | acl_gan_gp |
+    # acl_sgan | acl_r3gan
     prior: str = "gaussian"  # noise prior p(z): gaussian | uniform | gmm | categorical
     prior_modes: int = 4  # prior=gmm: number of modes; prior=categorical: number of categories
     prior_radius: float = 2.0  # prior=gmm: modes sit on a circle (first two dims) of this radius

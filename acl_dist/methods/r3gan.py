@@ -24,12 +24,16 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from acl_dist import losses
+from acl_dist.errors import ConfigError
 from acl_dist.methods.acl_gan import ACLGAN, ACLAttachmentOptions
-from acl_dist.methods.base import Batch, StepContext, metrics, register
+from acl_dist.methods.base import Batch, Metrics, StepContext, metrics, register
 from acl_dist.methods.gan import GAN
 from acl_dist.methods.options import MethodOptions, choose, positive
+from acl_dist.ops.diffaugment import augment
+from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
 
 
 @dataclass
@@ -48,8 +52,10 @@ class R3GANOptions(MethodOptions):
         positive("method.d_steps", self.d_steps)
         positive("method.gp_every", self.gp_every)
         choose("method.gp_impl", self.gp_impl, ("auto", "ref", "fused", "split"))
-        if self.gamma < 0 or (self.gamma_final is not None and self.gamma_final < 0):
-            raise ValueError("method.gamma: must be 0 or more")
+        if self.gamma < 0:
+            raise ConfigError("method.gamma", f"{self.gamma}: a penalty weight is 0 or more")
+        if self.gamma_final is not None and self.gamma_final < 0:
+            raise ConfigError("method.gamma_final", f"{self.gamma_final}: a penalty weight is 0 or more")
 
     def gamma_at(self, progress: Tensor | None) -> Tensor | float:
         """gamma at ``progress`` in [0, 1] (a device tensor: no host read): cosine from gamma to gamma_final."""
@@ -59,16 +65,18 @@ class R3GANOptions(MethodOptions):
 
 
 class RelativisticAdversary:
-    """R3GAN's image adversary: RpGAN's paired loss and R1 + R2 at gamma / 2 (lazy every ``gp_every``)."""
+    """R3GAN's image adversary: RpGAN's paired loss and R1 + R2 at gamma / 2 (lazy every ``gp_every``), every
+    image seen through DiffAugment when ``data.augment`` asks."""
 
-    def __init__(self, cfg: R3GANOptions):
-        self.cfg = cfg
+    def __init__(self, cfg: R3GANOptions, policies: tuple[str, ...] = ()):
+        self.cfg, self.policies = cfg, policies
 
-    def d_loss(self, d, real: Tensor, fake: Tensor, ctx: StepContext):
-        from acl_dist import losses
-        from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
+    def view(self, images: Tensor) -> Tensor:
+        return augment(images, self.policies) if self.policies else images
 
-        fake = fake.detach().to(real.dtype)
+    def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
+        fake = self.view(fake.detach().to(real.dtype))
+        real = self.view(real)
         every = self.cfg.gp_every
         if self.cfg.gamma > 0 and ctx.iteration % every == 0:
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
@@ -80,13 +88,11 @@ class RelativisticAdversary:
         loss = losses.discriminator_relativistic(real_scores, fake_scores)
         return loss, metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
 
-    def g_loss(self, d, real: Tensor, fake: Tensor) -> Tensor:
-        """The generator's side of the pairing: its fakes against the real scores (D is frozen here)."""
-        from acl_dist import losses
-
+    def g_loss(self, d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        """The generator's side of the pairing: its fakes against the reals' scores (D is frozen here)."""
         with torch.no_grad():
-            real_scores = d(real).reshape(-1)  # [B]: the pairing's other half, no gradient needed
-        return losses.generator_relativistic(real_scores, d(fake).reshape(-1))
+            real_scores = d(self.view(real)).reshape(-1)  # [B]: the pairing's other half, no gradient needed
+        return losses.generator_relativistic(real_scores, d(self.view(fake)).reshape(-1))
 
 
 @register("r3gan")
@@ -97,9 +103,8 @@ class R3GAN(GAN):
     def penalty_keys(cls, cfg) -> list[str]:
         return ["method.gamma"] if cfg.gamma > 0 else []
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
-        self.adversary = RelativisticAdversary(self.cfg)
+    def build_adversary(self) -> RelativisticAdversary:
+        return RelativisticAdversary(self.cfg, tuple(self.recipe.data.augment))
 
     def g_phase(self, batch: Batch, ctx: StepContext):
         real = batch["image"]
@@ -113,7 +118,7 @@ class ACLR3GANOptions(R3GANOptions, ACLAttachmentOptions):
     """R3GAN's image adversary with the ACL module attached (ACL-GAN's attachment options)."""
 
     def check(self) -> None:
-        R3GANOptions.check(self)
+        super().check()
         self.check_attachment()
 
 
@@ -126,9 +131,8 @@ class ACLR3GAN(ACLGAN):
         code = ["method.code_gp_weight"] if cfg.code_loss == "wgan_gp" and cfg.code_gp_weight > 0 else []
         return (["method.gamma"] if cfg.gamma > 0 else []) + code
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
-        self.adversary = RelativisticAdversary(self.cfg)
+    def build_adversary(self) -> RelativisticAdversary:
+        return RelativisticAdversary(self.cfg, tuple(self.recipe.data.augment))
 
     def gx_phase(self, batch: Batch, ctx: StepContext):
         real = batch["image"]

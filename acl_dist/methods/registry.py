@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from acl_dist.methods import acl_gan, autoencoders, gan, infogan  # noqa: F401  (their @register lines run)
+from acl_dist.methods import acl_gan, autoencoders, gan, infogan, r3gan  # noqa: F401  (their @register lines run)
 from acl_dist.methods.base import _REGISTRY, Method
 from acl_dist.methods.options import MethodOptions
 

@@ -98,8 +98,12 @@ class ConvDiscriminator(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.trunk(x)
 
+    def score(self, features: Tensor) -> Tensor:
+        """The score [B] of Phi(x) [B, F] (InfoGAN shares the features with its Q head)."""
+        return self.head(features).squeeze(1)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.trunk(x)).squeeze(1)
+        return self.score(self.trunk(x))
 
 
 class ConvEncoder(nn.Module):

@@ -35,5 +35,8 @@ class MLPDiscriminator(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.trunk(x)  # [B, hidden]
 
+    def score(self, features: Tensor) -> Tensor:
+        return self.head(features).squeeze(1)  # [B]
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x)).squeeze(1)  # [B]
+        return self.score(self.features(x))

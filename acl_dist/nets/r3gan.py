@@ -157,9 +157,13 @@ class R3Discriminator(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.trunk(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.trunk(x).view(x.shape[0], -1, 4, 4)  # [B, C4, 4, 4]
+    def score(self, features: Tensor) -> Tensor:
+        """The score [B] of Phi(x) [B, C4 * 16] (InfoGAN shares the features with its Q head)."""
+        h = features.view(features.shape[0], -1, 4, 4)  # [B, C4, 4, 4]
         return self.head(F.leaky_relu(self.basis(h), LEAK).flatten(1)).squeeze(1)  # [B]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.score(self.trunk(x))
 
 
 class R3Encoder(nn.Module):

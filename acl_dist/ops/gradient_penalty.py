@@ -1,4 +1,5 @@
-"""Gradient penalties for critics: WGAN-GP (interpolates), R1 (reals), R2 (fakes), plain and fast paths.
+"""Gradient penalties for critics: WGAN-GP (interpolates), R1 (reals), R2 (fakes), R1 + R2 (R3GAN), plain and
+fast paths.
 
 Why a module of its own: the penalty needs a double backward, which is the most expensive part of a critic
 step, and under fp16 it must follow PyTorch's GradScaler recipe (scale the outputs before ``autograd.grad``,
@@ -36,7 +37,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from acl_dist.ops import gp_triton
 from acl_dist.ops.masked_activations import masked_activations
 
-KINDS = ("wgan", "r1", "r2")
+KINDS = ("wgan", "r1", "r2", "r1r2")  # r1r2: R1 + R2 from one double backward over reals and fakes together
 IMPLS = ("ref", "fused", "split")
 NORM_IMPLS = ("ref", "triton")
 # "split" measured fastest on the 2-core CPU (benchmarks/gp.py): the one-forward "fused" path makes the
@@ -125,13 +126,17 @@ def penalty_from_gradients(
     """
     if impl not in NORM_IMPLS:
         raise ValueError(f"penalty norm impl {impl!r} is not one of {NORM_IMPLS}")
-    squared = kind in ("r1", "r2")
+    squared = kind in ("r1", "r2", "r1r2")
+    # r1r2: ``grads`` holds the reals' rows then the fakes' (as many of each); R1 + R2 is the sum of the two
+    # halves' means, twice the mean over all rows
+    sides = 2.0 if kind == "r1r2" else 1.0
     if impl == "triton":
         ok, why = gp_triton.available(grads)
         if ok:
-            return gp_triton.penalty_rows_triton(grads, center=center, one_sided=one_sided, squared=squared).mean()
+            rows = gp_triton.penalty_rows_triton(grads, center=center, one_sided=one_sided, squared=squared)
+            return sides * rows.mean()
         _warn_once(f"triton:{why}", f"gradient penalty: Triton norm kernel unavailable ({why}); using impl='ref'")
-    return penalty_rows_ref(grads, center=center, one_sided=one_sided, squared=squared).mean()
+    return sides * penalty_rows_ref(grads, center=center, one_sided=one_sided, squared=squared).mean()
 
 
 def draw_alpha(real: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -152,9 +157,12 @@ def interpolate(
 def _penalty_points(
     kind: str, real: Tensor, fake: Tensor, generator: torch.Generator | None, alpha: Tensor | None
 ) -> Tensor:
-    """Detached points the penalty is taken at: interpolates (wgan), reals (r1) or fakes (r2)."""
+    """Detached points the penalty is taken at: interpolates (wgan), reals (r1), fakes (r2), or the reals then the
+    fakes (r1r2, [2B, ...])."""
     if kind == "wgan":
         return interpolate(real, fake, generator, alpha)
+    if kind == "r1r2":
+        return torch.cat([real.detach(), fake.detach()])
     return (real if kind == "r1" else fake).detach()
 
 
@@ -174,7 +182,8 @@ def gradient_penalty(
     Args:
         critic: maps [B, ...] inputs to [B] or [B, 1] scores.
         real, fake: same-shape batches; fake is detached here.
-        kind: ``wgan`` (interpolates, target norm 1), ``r1`` (reals, norm^2), ``r2`` (fakes, norm^2).
+        kind: ``wgan`` (interpolates, target norm 1), ``r1`` (reals, norm^2), ``r2`` (fakes, norm^2), ``r1r2``
+            (R1 + R2: both, one double backward).
         grad_scale: the fp16 GradScaler's current scale (a tensor), or None without fp16.
         alpha: pre-drawn interpolation weights [B, 1, ...] (wgan); drawn from ``generator`` when None.
     """
@@ -209,7 +218,13 @@ _Grads = tuple[Tensor, Tensor, Tensor]  # real scores [B], fake scores [B], inpu
 def _scores_ref(
     critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None
 ) -> _Grads:
-    """Three separate forwards: real, fake, penalised points."""
+    """Three separate forwards: real, fake, penalised points (r1r2: the reals and the fakes, which are the
+    penalised points, each its own forward)."""
+    if kind == "r1r2":
+        n = real.shape[0]
+        points = points.requires_grad_(True)
+        real_scores, fake_scores = critic(points[:n]).reshape(-1), critic(points[n:]).reshape(-1)  # [B], [B]
+        return real_scores, fake_scores, _input_gradients_of(torch.cat([real_scores, fake_scores]), points, gs)
     real_scores = critic(real).reshape(-1)  # [B]
     fake_scores = critic(fake.detach()).reshape(-1)  # [B]
     _, grads = _input_gradients(critic, points, gs)
@@ -226,6 +241,9 @@ def _scores_fused(
     """
     n = real.shape[0]
     points = points.requires_grad_(True)
+    if kind == "r1r2":  # the reals and fakes are the points: one [2B] forward serves loss and penalty
+        scores = critic(points).reshape(-1)  # [2B]
+        return scores[:n], scores[n:], _input_gradients_of(scores, points, gs)
     if kind == "wgan":
         scores = critic(torch.cat([real, fake.detach(), points])).reshape(-1)  # [3B]
         penalised = scores[2 * n :]
@@ -244,6 +262,9 @@ def _scores_split(
     """Two forwards: the unpenalised points together, the penalised ones alone (their own double backward)."""
     n = real.shape[0]
     points = points.requires_grad_(True)
+    if kind == "r1r2":  # nothing is unpenalised: the one forward of both is the fused path's
+        scores = critic(points).reshape(-1)  # [2B]
+        return scores[:n], scores[n:], _input_gradients_of(scores, points, gs)
     if kind == "wgan":
         scores = critic(torch.cat([real, fake.detach()])).reshape(-1)  # [2B]
         real_scores, fake_scores = scores[:n], scores[n:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ class Trainer:
         self._bad_run = torch.zeros((), device=self.device)  # steps in a row with a non-finite loss
         self._skipped = torch.zeros((), device=self.device)  # updates skipped since the start
         self._step_bad = torch.zeros((), device=self.device)  # 1 when this step had a non-finite loss
+        # step / train.steps on the device for the losses' schedules (StepContext.progress), set in place before
+        # each step so a CUDA graph replays it
+        self._progress = torch.zeros((), device=self.device, dtype=self.dtype)
+        self._base_hparams = {name: [(g["lr"], tuple(g["betas"])) for g in opt.param_groups]
+                              for name, opt in self.updates.optimizers.items()}
         self._skipped_logged = 0  # skipped updates already reported in the log
         self._data_logged: dict[str, int] = {}  # the stream's skip counters at the last log tick
         self.phase_iterations = {p.name: 0 for p in self.phases}
@@ -270,10 +276,26 @@ class Trainer:
 
     def train_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
         """One training step: replayed from a CUDA graph under ``train.cuda_graphs``, else ``run_step``."""
+        self._progress.fill_(self.step / self.recipe.train.steps)
+        self._apply_optimizer_schedules()
         if self.graphed is not None:
             self.graphed(batches, sums)
         else:
             self.run_step(batches, sums)
+
+    def _apply_optimizer_schedules(self) -> None:
+        """``optim.lr_decay_to`` / ``optim.beta2_final``: each net's learning rate and Adam beta2 on a cosine from
+        their own values at step 0 to the final ones at the last step (host floats; ``rules`` keeps such runs
+        out of CUDA graphs, which would not see them change)."""
+        o = self.recipe.optim
+        if o.lr_decay_to == 1 and o.beta2_final is None:
+            return
+        ramp = 0.5 * (1 - math.cos(math.pi * self.step / self.recipe.train.steps))  # 0 at the start, 1 at the end
+        for name, opt in self.updates.optimizers.items():
+            for group, (lr, (beta1, beta2)) in zip(opt.param_groups, self._base_hparams[name]):
+                group["lr"] = lr * (1 + (o.lr_decay_to - 1) * ramp)
+                if o.beta2_final is not None:
+                    group["betas"] = (beta1, beta2 + (o.beta2_final - beta2) * ramp)
 
     def control_pattern(self, period: int) -> tuple:
         """This step's Python decisions: which phases are due, where each phase is in ``period`` (what a CUDA
@@ -335,7 +357,8 @@ class Trainer:
         the device, and counted, when the loss is non-finite on some rank)."""
         for name, net in self.method.nets.items():
             net.requires_grad_(name in updates)
-        ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale())
+        ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale(),
+                          self._progress)
         with self._autocast():
             loss, values = phase.loss(batch, ctx)
         bad = self.updates.apply(updates, loss)  # [1]

@@ -17,7 +17,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
                            "--runs", str(runs), "--jobs", "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty"):
+    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty", "mnist"):
         text = (out / f"{part}.md").read_text()
         assert "acl-dist repro" in text and "## " in text
         for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):  # every picture the page shows exists
@@ -39,6 +39,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     code_mmd = r"^\| paper attachment \| [^|]+ \| 2 \| — \| [^|]+ \| -?[0-9.]+ ± [0-9.]+ \|"
     assert re.search(code_mmd, ablation, re.M)
     check_lazy_report(out)
+    check_mnist_report(out)
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
 
@@ -95,3 +96,21 @@ def check_lazy_report(out) -> None:
         for k in (1, 4):
             cost = rf"^\| {kind} \| {k} \| {number}× \| {number}× \| {number}× \|"
             assert re.search(cost, text, re.M), (kind, k)
+
+
+def check_mnist_report(out) -> None:
+    """mnist.md at the tiny budget: a verdict per comparison from the declared rule, with its Welch CI; every
+    ACL row of the confirmation names its attachment; the selection file names a choice per screened method."""
+    import json
+
+    text = (out / "mnist.md").read_text()
+    verdicts = re.findall(r"^\| [^|]+ \| (\w+) \| [0-9.]+ ± [0-9.]+ \| (\w+) \| [0-9.]+ ± [0-9.]+ \| "
+                          r"[-+][0-9.]+ \[[-+][0-9.]+, [-+][0-9.]+\] \| [0-9.e-]+ \| [0-9]+% \| "
+                          r"\*\*(improves|worse|no evidence of a difference)\*\* \|$", text, re.M)
+    assert [(b, o) for b, o, _ in verdicts] == [("gan", "acl_gan"), ("wgan_gp", "acl_gan_gp"), ("vae", "acl_ae"),
+                                                ("aae", "acl_ae"), ("arae", "acl_gan")], verdicts
+    assert "mean FD over the last 4 evaluations" in text and "held-out" in text
+    for method in ("acl_gan", "acl_gan_gp"):
+        assert re.search(rf"^- `{method}`: `recipes/mnist/{method}.yaml`", text, re.M), method
+    selection = json.loads((out / "mnist_selection.json").read_text())["selection"]
+    assert set(selection) == {"gan", "wgan_gp", "acl_gan", "acl_gan_gp"}
