@@ -14,6 +14,10 @@ need is kept back for them, so a slow benchmark cannot starve the training run:
     step256      the same at 256 px
     step256-max  the same at the largest batch that fits (the MFU goal: >= 10 %)
     memory       peak memory of a real bf16 step, plain vs activation checkpointing, 64-512 px, batch 16
+    r3gan256     r3gan step vs its plain loop, 256 px, batch 64, bf16, the r3gan_ffhq256 recipe's nets, and a
+                 torch.profiler table of our step's top kernels (issue 24; before step128 in the plan)
+    r3gan256-max the same at the largest batch that fits (the goal: MFU >= 15 %, >= 1.5x the plain loop)
+    r3gan-mnist  recipes/mnist/r3gan.yaml on the GPU for 5 minutes, FD every 2,000 steps
     shard256     the shipped digits as WebDataset shards at 256 px (``acl-dist shard builtin:digits``)
     train256     recipes/acl_gan_gp_ffhq256.yaml on those shards, bf16: FID (digits-cnn) six times, grids
     step128-max  the largest batch at 128 px
@@ -48,10 +52,12 @@ from typing import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FFHQ256 = "recipes/acl_gan_gp_ffhq256.yaml"
+R3GAN256 = "recipes/r3gan_ffhq256.yaml"
 RUN_NAME = "ffhq256-digits"
 MIN_BOX_S = 15  # a step given less than this is skipped: it would only start and be killed
 MAX_FILE = 15 * 2**20  # the device tool returns files up to 16 MiB; PNGs above this are shrunk
-BENCH_KEEP = r"acl_gan_gp step|FLOPs|median|speed-up|resident|batch \d+: |largest batch|Error"
+BENCH_KEEP = (r"\w+ step, |FLOPs|median|speed-up|resident|batch \d+: |largest batch|Error"
+              r"|^\s*(Name|aten::|void |\S*kernel)")  # the last: a --profile table's rows
 NHWC_VARIANTS = ["--variant", "train.channels_last=never", "--variant", "train.channels_last=always"]
 PREFLIGHT = """
 import sys, torch
@@ -159,6 +165,16 @@ def train_overrides(s: Settings) -> list[str]:
     return out
 
 
+def r3gan_mnist_overrides(s: Settings) -> list[str]:
+    """R3GAN's MNIST-5k recipe on the device: 30,000 steps (the 5-minute box stops it first on an H100 if it is
+    slower than 100 steps/s), FD every 2,000 steps; the smoke run takes 4 steps."""
+    n = 4 if s.smoke else 30000
+    return [f"run.out_dir={s.scratch}/runs", "run.name=r3gan-mnist", "run.resume=none", f"train.steps={n}",
+            f"train.log_every={max(1, n // 30)}", f"eval.every={max(1, n // 15)}", "train.ckpt_every=0",
+            "train.progress=false", "train.tensorboard=false", f"launch.device={s.device}",
+            f"train.sample_every={n}"] + (["eval.num_samples=64", "train.batch_size=4"] if s.smoke else [])
+
+
 def plan(s: Settings) -> list[Step]:
     """Every step, most valuable first (see the module docstring)."""
     py, res256 = s.python, str(s.res(256))
@@ -171,6 +187,14 @@ def plan(s: Settings) -> list[Step]:
         Step("cuda-tests", "CUDA tests", [py, "-m", "pytest", "-q", "-m", "cuda", "tests/unit/test_cuda.py",
                                           "-p", "no:cacheprovider", "-rfE"], 120,
              keep=r"passed|failed|error|skipped|FAILED|ERROR"),
+        # R3GAN (issue 24): its 256 px step against a plain loop of the same nets, at batch 64 (with a profile of
+        # our step's top kernels) and the largest batch; R3GAN on MNIST-5k for 5 minutes with FD as it goes
+        bench(s, "r3gan256", "r3gan step 256 px, batch 64, ffhq256 recipe's nets", 256, "64", 90,
+              "--recipe", R3GAN256, "--profile"),
+        bench(s, "r3gan256-max", "r3gan step 256 px, largest batch", 256, "max", 150, "--recipe", R3GAN256),
+        Step("r3gan-mnist", "recipes/mnist/r3gan.yaml on the GPU, 5 minutes",
+             [py, "-c", TRAIN_WITH_PEAK, "train", "recipes/mnist/r3gan.yaml", *r3gan_mnist_overrides(s)], 330,
+             keep=r"fid |finished at step|graph|peak CUDA|Error|out of memory"),
         bench(s, "step128", "step 128 px, batch 64, NCHW vs NHWC", 128, "64", 60, *NHWC_VARIANTS),
         bench(s, "step256", "step 256 px, batch 64, NCHW vs NHWC", 256, "64", 75, *NHWC_VARIANTS),
         bench(s, "step256-max", "step 256 px, largest batch, NCHW vs NHWC", 256, "max", 150, *NHWC_VARIANTS),

@@ -1,7 +1,10 @@
-"""Memory of an ACL-GAN-GP critic+generator step per resolution: plain vs activation checkpointing vs ZeRO.
+"""Memory of a critic+generator step per resolution: plain vs activation checkpointing vs ZeRO.
 
     python benchmarks/memory.py [--resolutions 64 128 256 512] [--batch 8] [--ranks 8] [--device cpu|cuda]
-                                [--precision no|bf16] [--step]
+                                [--precision no|bf16] [--step] [--arch dcgan|r3gan] [--blocks 2]
+
+``--arch dcgan``: ACL-GAN-GP's DCGAN-style nets (base 64, max 512 channels); ``--arch r3gan``: R3GAN's nets at
+the same widths, ``--blocks`` residual blocks per resolution (the r3gan_ffhq recipes' nets).
 
 What is measured, side by side for each resolution:
 - activations: bytes autograd saves for backward in one generator forward + critic forward (counted with
@@ -31,13 +34,22 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from acl_dist.nets.conv import ConvDiscriminator, ConvGenerator  # noqa: E402
+from acl_dist.nets.r3gan import R3Discriminator, R3Generator  # noqa: E402
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty  # noqa: E402
 
 MIB = 2 ** 20
 
 
+ARCH = {"name": "dcgan", "blocks": 2}  # set by main(): which nets build() makes
+
+
 def build(resolution: int, checkpoint: bool, device: torch.device):
     torch.manual_seed(0)
+    if ARCH["name"] == "r3gan":
+        blocks = ARCH["blocks"]
+        g = R3Generator(128, resolution, 3, 64, 512, blocks, checkpoint_activations=checkpoint).to(device)
+        d = R3Discriminator(resolution, 3, 64, 512, blocks, checkpoint_activations=checkpoint).to(device)
+        return g, d
     g = ConvGenerator(128, resolution, 3, 64, 512, "batch", checkpoint_activations=checkpoint).to(device)
     d = ConvDiscriminator(resolution, 3, 64, 512, "layer", checkpoint_activations=checkpoint).to(device)
     return g, d
@@ -133,9 +145,13 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--precision", default="no", choices=("no", "bf16"), help="autocast of the real step")
     p.add_argument("--step", action="store_true", help="off CUDA: run the real step too (unmeasured)")
+    p.add_argument("--arch", default="dcgan", choices=("dcgan", "r3gan"))
+    p.add_argument("--blocks", type=int, default=2, help="r3gan: residual blocks per resolution")
     args = p.parse_args()
+    ARCH.update(name=args.arch, blocks=args.blocks)
     device = torch.device(args.device)
-    print(f"ACL-GAN-GP G+D (base 64, max 512 channels), batch {args.batch}, device {device}, ZeRO over "
+    nets = "ACL-GAN-GP" if args.arch == "dcgan" else f"R3GAN ({args.blocks} blocks per resolution)"
+    print(f"{nets} G+D (base 64, max 512 channels), batch {args.batch}, device {device}, ZeRO over "
           f"{args.ranks} ranks; real step in {args.precision}; MiB")
     print(f"{'res':>5} {'act plain':>10} {'act ckpt':>10} {'ratio':>6} {'state plain':>12} {'state zero2':>12} "
           f"{'ratio':>6} {'state zero3':>12} {'ratio':>6}"

@@ -1,4 +1,4 @@
-"""A full ACL-GAN-GP step: acl_dist's trainer vs a plain single-file PyTorch loop, side by side.
+"""A full ACL-GAN-GP (or R3GAN) step: acl_dist's trainer vs a plain single-file PyTorch loop, side by side.
 
     python benchmarks/train_step.py [--recipe recipes/digits/acl_gan_gp.yaml] [--resolution 32]
                                     [--batch 64|max] [--rounds 7] [--steps 5] [--warmup 6]
@@ -66,6 +66,8 @@ MAX_BATCH_LINE = "largest batch that fits:"  # what the probe prints; the parent
 class PlainLoop:
     """The hand-written reference: the same maths as acl_gan_gp, no framework."""
 
+    NETS, SAMPLING = NETS, ("Gx", "Gz")
+
     def __init__(self, recipe: Recipe, device: torch.device, precision: str):
         torch.manual_seed(0)
         self.r, self.device, self.precision = recipe, device, precision
@@ -76,8 +78,8 @@ class PlainLoop:
         self.opt = {k: torch.optim.Adam(n[k].parameters(), lr=o.lr_per_net.get(k, o.lr),
                                         betas=tuple(o.betas_per_net.get(k, (o.beta1, o.beta2))),
                                         weight_decay=o.weight_decay)
-                    for k in NETS}
-        self.ema = {k: [p.detach().clone() for p in n[k].parameters()] for k in ("Gx", "Gz")}
+                    for k in self.NETS}
+        self.ema = {k: [p.detach().clone() for p in n[k].parameters()] for k in self.SAMPLING}
         self.data = digits_tensors(recipe.model.resolution, recipe.model.channels)[0].to(device)  # [N, C, R, R]
 
     def batch(self) -> torch.Tensor:
@@ -138,6 +140,50 @@ class PlainLoop:
                 torch._foreach_lerp_(shadow, [p.detach() for p in n[k].parameters()], 1 - self.r.train.ema)
 
 
+class PlainR3GANLoop(PlainLoop):
+    """The hand-written reference for r3gan: RpGAN's paired softplus losses, R1 + R2 by ``autograd.grad`` on the
+    reals and the fakes, gamma / 2 (the recipe's start value; a plain loop would schedule it on the host)."""
+
+    NETS, SAMPLING = ("D", "G"), ("G",)
+
+    def noise(self) -> torch.Tensor:
+        return torch.randn(self.r.train.batch_size, self.r.model.code_dim, device=self.device)
+
+    @staticmethod
+    def d_loss(d: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Scores and sums in float32 or wider (bf16 under autocast is widened; float64 stays)."""
+        def wide(t: torch.Tensor) -> torch.Tensor:
+            return t.to(torch.promote_types(t.dtype, torch.float32))
+
+        real, fake = real.detach().requires_grad_(True), fake.detach().requires_grad_(True)
+        d_real, d_fake = wide(d(real)), wide(d(fake))
+        g_real, g_fake = torch.autograd.grad(d_real.sum() + d_fake.sum(), [real, fake], create_graph=True)
+        penalty = sum(wide(g).pow(2).flatten(1).sum(1).mean() for g in (g_real, g_fake))
+        return F.softplus(d_fake - d_real).mean() + gamma / 2 * penalty
+
+    def step(self) -> None:
+        n, cfg = self.m.nets, self.r.method
+        for _ in range(cfg.d_steps):
+            real = self.batch()
+            with torch.no_grad(), self.autocast():
+                fake = n["G"](self.noise()).float()
+            with self.autocast():
+                loss = self.d_loss(n["D"], real, fake, cfg.gamma)
+            self._step(("D",), loss)
+        real = self.batch()
+        with self.autocast():
+            with torch.no_grad():
+                d_real = n["D"](real).float()
+            loss = F.softplus(d_real - n["D"](n["G"](self.noise())).float()).mean()
+        self._step(("G",), loss)
+        with torch.no_grad():
+            for k, shadow in self.ema.items():
+                torch._foreach_lerp_(shadow, [p.detach() for p in n[k].parameters()], 1 - self.r.train.ema)
+
+
+PLAIN = {"acl_gan_gp": PlainLoop, "r3gan": PlainR3GANLoop}  # the methods a plain loop is written for
+
+
 @dataclass
 class Side:
     """One contestant: its step, and what was measured of it."""
@@ -177,7 +223,10 @@ def build_sides(args: argparse.Namespace, batch: int, device: torch.device) -> t
         recipe = load_recipe(args.recipe, base + [f"run.name=bench-{i}"] + args.set + variant.split())
         trainers.append(Trainer(recipe))
         sides.append(Side(f"ours[{variant}]" if variant else "ours", our_step(trainers[-1])))
-    sides.append(Side("plain", PlainLoop(load_recipe(args.recipe, base), device, args.precision).step))
+    plain = load_recipe(args.recipe, base)
+    if plain.method.name not in PLAIN:
+        raise SystemExit(f"no plain loop for {plain.method.name}; recipes of {', '.join(PLAIN)} can be compared")
+    sides.append(Side("plain", PLAIN[plain.method.name](plain, device, args.precision).step))
     return sides, trainers[0]
 
 
@@ -287,6 +336,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-batch-start", type=int, default=64)
     p.add_argument("--max-batch-cap", type=int, default=1024)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="dense bf16 peak; 0: known GPUs (H100, H200)")
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's top kernels of one of our steps")
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # the child of --batch max
     args = p.parse_args(argv)
     if args.batch != "max" and not args.batch.isdigit():
@@ -309,6 +359,22 @@ def main(argv: list[str] | None = None) -> None:
     resident = torch.cuda.memory_allocated() if device.type == "cuda" else 0
     time_rounds(sides, args.rounds, args.steps, device)
     report(args, trainer.recipe, sides, flops, resident, device)
+    if args.profile:
+        profile_step(sides[0], device)
+
+
+def profile_step(side: Side, device: torch.device, rows: int = 15) -> None:
+    """torch.profiler's table of one step of ``side``: the kernels (or CPU ops) that take its time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        side.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(f"profile of one {side.name} step, top {rows} by {key}:")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
 def count_flops(trainer: Trainer, device: torch.device) -> float:
@@ -329,8 +395,8 @@ def report(args: argparse.Namespace, recipe: Recipe, sides: list[Side], flops: f
     images = batch * (d_steps + 1)  # real images a step consumes (D steps + the G-side batch)
     cuda = device.type == "cuda"
     peak = (args.peak_tflops or _known_peak_tflops(torch.cuda.get_device_name())) if cuda else 0.0
-    print(f"acl_gan_gp step, {args.resolution}x{args.resolution}, batch {batch}, d_steps {d_steps}, precision "
-          f"{args.precision}, device {torch.cuda.get_device_name() if cuda else device}, threads "
+    print(f"{recipe.method.name} step, {args.resolution}x{args.resolution}, batch {batch}, d_steps {d_steps}, "
+          f"precision {args.precision}, device {torch.cuda.get_device_name() if cuda else device}, threads "
           f"{torch.get_num_threads()}, nets of {args.recipe}" + (f", ours with {' '.join(args.set)}" if args.set
                                                                   else ""))
     if flops:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -74,16 +75,23 @@ class Upsample(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Critic transition: a 1x1 conv to the next width, then bilinear /2 (antialiased) [B, C, H, W] ->
-    [B, C', H/2, W/2]."""
+    """Critic transition: a 1x1 conv to the next width, then bilinear /2 [B, C, H, W] -> [B, C', H/2, W/2].
+
+    Bilinear down-sampling by 2 is the separable low-pass [1, 3, 3, 1] / 8 at stride 2 (the triangle filter
+    stretched over two input pixels; zero padding at the borders, as StyleGAN's filters), written as a depthwise
+    conv: it runs in every dtype autocast picks (an
+    antialiased ``interpolate`` has no bf16 kernel on the CPU) and is differentiable twice for R1/R2."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv = _linear_init(nn.Conv2d(cin, cout, 1))
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8
+        self.register_buffer("kernel", torch.outer(taps, taps)[None, None], persistent=False)  # [1, 1, 4, 4]
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
-        return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+        kernel = self.kernel.to(x.dtype).expand(x.shape[1], 1, 4, 4)  # [C', 1, 4, 4]
+        return F.conv2d(x, kernel, stride=2, padding=1, groups=x.shape[1])
 
 
 def _stages(resolutions: list[int], ch: dict[int, int], blocks: int, expansion: int, group_width: int,
@@ -111,7 +119,7 @@ class R3Generator(nn.Module):
                  checkpoint_activations: bool = False):
         super().__init__()
         ch = channel_schedule(resolution, base_channels, max_channels)
-        self.use_checkpoint = checkpoint_activations
+        self.resolution, self.use_checkpoint = resolution, checkpoint_activations
         self.basis = nn.Linear(in_dim, ch[4] * 16)
         nn.init.normal_(self.basis.weight, std=1 / math.sqrt(in_dim))
         nn.init.zeros_(self.basis.bias)

@@ -425,7 +425,7 @@ class Trainer:
                     sums, tick_start, tick_steps = {}, time.perf_counter(), 0
                     self.check_bad_steps()  # here, not per step: reading the device stalls the GPU queue
                 self._periodic_outputs(metrics_log)
-                if distributed.any_rank(stop.received is not None, self.device):
+                if self._stop_requested(stop):
                     ckpt = self.save_checkpoint()
                     log.warning("stopped by signal at step %d; checkpoint %s", self.step, ckpt)
                     return TrainResult(self.run_dir, self.step, True, last, ckpt)
@@ -437,6 +437,16 @@ class Trainer:
             metrics_log.close()
             if bar is not None:
                 bar.close()
+
+    def _stop_requested(self, stop: StopSignal) -> bool:
+        """Whether a stop signal reached any rank. One process reads its own flag every step; several agree on
+        log ticks only (and at the last step), where the metrics' reduction syncs anyway: a per-step all-reduce
+        read back on the host would stall the GPU queue every step. A signal is honoured within
+        ``train.log_every`` steps (SLURM's warning comes minutes before the kill)."""
+        t = self.recipe.train
+        if self.world > 1 and self.step % t.log_every and self.step != t.steps:
+            return False
+        return distributed.any_rank(stop.received is not None, self.device)
 
     def _progress_bar(self):
         if not (self.is_main and self.recipe.train.progress):

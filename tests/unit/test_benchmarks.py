@@ -88,3 +88,22 @@ def test_gp_benchmark_reports_the_recipes_default_interval_beside_dense(capsys) 
     assert out.rstrip().endswith("goal <= 1.15x: met")
     gp.report_amortised({1: cost[1], 4: cost[4]}, "wgan", 4)
     assert capsys.readouterr().out.rstrip().endswith("goal <= 1.15x: not met")
+
+
+def test_plain_r3gan_loop_computes_the_methods_critic_loss(train_step, tmp_path) -> None:
+    """The plain loop's R3GAN critic loss (two forwards, autograd.grad on reals and fakes) equals the method's
+    (one [2B] forward, kind r1r2) in float64, so the benchmark compares two ways of the same maths."""
+    from acl_dist.methods.base import StepContext
+    from tests.numerics import FLOAT64_METRIC_RTOL, default_dtype
+
+    overrides = ["model.resolution=8", "model.base_channels=4", "model.max_channels=8", "train.batch_size=4",
+                 "launch.device=cpu", f"run.out_dir={tmp_path}", "model.r3gan_group_width=4"]
+    with default_dtype(train_step.torch.float64):
+        recipe = load_recipe("recipes/mnist/r3gan.yaml", overrides)
+        plain = train_step.PlainR3GANLoop(recipe, train_step.torch.device("cpu"), "no")
+        d, g = plain.m.nets["D"], plain.m.nets["G"]
+        real, fake = plain.batch().double(), g(plain.noise()).detach()
+        ours, _ = plain.m.adversary.d_loss(d, real, fake, StepContext(0, 0, train_step.torch.device("cpu")))
+        theirs = plain.d_loss(d, real, fake, recipe.method.gamma)
+    assert ours.dtype == train_step.torch.float64
+    assert abs(ours.item() - theirs.item()) <= FLOAT64_METRIC_RTOL * abs(theirs.item())

@@ -21,7 +21,8 @@ PAIRS = [  # (ACL recipe, its base recipe)
     ("acl_sgan_cifar10", "gan_cifar10"), ("acl_gan_gp_celeba", "wgan_gp_celeba"),
     ("acl_gan_gp_cifar10", "wgan_gp_cifar10"), ("acl_ae_mnist", "aae_mnist"),
     ("mnist/acl_gan", "mnist/gan"), ("mnist/acl_gan_gp", "mnist/wgan_gp"), ("mnist/acl_sgan", "mnist/gan"),
-    ("mnist/acl_ae", "mnist/aae"), ("mnist/acl_r3gan", "mnist/r3gan"),
+    ("mnist/acl_ae", "mnist/aae"), ("mnist/acl_r3gan", "mnist/r3gan"), ("acl_r3gan_ffhq256", "r3gan_ffhq256"),
+    ("acl_r3gan_ffhq512", "r3gan_ffhq512"),
 ]
 ACL_NETS = {"Gz", "Dc"}
 ALWAYS_OWN = {"run.name", "method.name", "model.acl_hidden", "model.acl_layers", "eval.bn_recalibration"}

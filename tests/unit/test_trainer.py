@@ -129,3 +129,28 @@ def test_channels_last_auto_takes_nhwc_where_it_was_measured_faster(tiny_recipe,
     recipe = tiny_recipe("acl_gan_gp", *extra)
     assert rules.channels_last_wanted(recipe, device, vector_data=False) is nhwc
     assert rules.channels_last_wanted(recipe, device, vector_data=True) is False
+
+
+def test_several_processes_agree_on_a_stop_only_on_log_ticks(tiny_recipe, monkeypatch):
+    """One process reads its own stop flag every step; with several, the all-reduce that a host read follows
+    runs on log ticks (and the last step) only, never every step."""
+    from acl_dist import distributed
+    from acl_dist.train.checkpoint import StopSignal
+
+    trainer = Trainer(tiny_recipe("gan", "train.steps=9", "train.log_every=4"))
+    calls = []
+    monkeypatch.setattr(distributed, "any_rank", lambda flag, device: calls.append(trainer.step) or flag)
+    stop = StopSignal()
+    try:
+        for step in range(1, 10):
+            trainer.step = step
+            trainer._stop_requested(stop)
+        assert calls == list(range(1, 10))  # one process: every step (no collective, no device read)
+        calls.clear()
+        trainer.world = 2
+        for step in range(1, 10):
+            trainer.step = step
+            trainer._stop_requested(stop)
+        assert calls == [4, 8, 9]
+    finally:
+        stop.close()
