@@ -133,12 +133,15 @@ def measure(run_dir: str) -> dict:
 
 
 def training_curves(run_dir: str) -> dict:
-    """Per log tick: the image critic's real-fake gap and, for ACL runs, the code MMD² (metrics.jsonl)."""
+    """Per log tick: the image critic's real-fake gap and, for ACL runs, the code MMD² (metrics.jsonl); the
+    run's median images/s."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [r for r in (json.loads(line) for line in f) if "images_per_s" in r]
     gap = [(r["step"], r[f"{d}/d_real"] - r[f"{d}/d_fake"]) for r in rows for d in ("Dx", "D") if f"{d}/d_real" in r]
     mmd = [(r["step"], r["Dc/code_mmd"]) for r in rows if "Dc/code_mmd" in r]
-    return {"gap_curve": gap, "mmd_curve": mmd}
+    speed = statistics.median(r["images_per_s"] for r in rows) if rows else float("nan")  # median: ticks with an
+    # evaluation in them are slower
+    return {"gap_curve": gap, "mmd_curve": mmd, "images_per_s": speed}
 
 
 def select(scores: dict[str, dict[str, list[dict]]], variants: dict) -> str:

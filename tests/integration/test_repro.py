@@ -17,7 +17,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
                            "--runs", str(runs), "--jobs", "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty", "mnist"):
+    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty", "mnist", "r3gan"):
         text = (out / f"{part}.md").read_text()
         assert "acl-dist repro" in text and "## " in text
         for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):  # every picture the page shows exists
@@ -40,6 +40,10 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     assert re.search(code_mmd, ablation, re.M)
     check_lazy_report(out)
     check_mnist_report(out)
+    r3gan = (out / "r3gan.md").read_text()
+    for base, other in (("wgan_gp", "r3gan"), ("r3gan", "acl_r3gan")):
+        assert re.search(rf"^\| [^|]+ \| {base} \| [0-9.]+ ± [0-9.]+ \| {other} \| .+ \| \*\*(improves|worse|no "
+                         r"evidence of a difference)\*\* \|$", r3gan, re.M), (base, other)
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
 
