@@ -113,10 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     _add_train(subparsers)
-    for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.repro",
-                   "acl_dist.demo"):
+    for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.demo"):
         _register_optional(module, subparsers)
+    subparsers.add_parser("repro", help="regenerate the reproduction reports (docs/results/*.md) from a source "
+                          "checkout: acl-dist repro PART [--budget ...]; see acl-dist repro --help", add_help=False)
     return parser
+
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout this package runs from
+
+
+def run_repro(argv: list[str]) -> int:
+    """``acl-dist repro ...``: the reports' code lives in ``repro/`` of a source checkout, outside the package,
+    which never imports it; this runs ``python -m repro`` there, with the same interpreter."""
+    if not os.path.isfile(os.path.join(CHECKOUT, "repro", "__main__.py")):
+        print(f"acl-dist repro: no repro/ beside the package ({CHECKOUT}): the reports run from a source checkout "
+              "(git clone, then ./run demo)", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "repro", *argv], cwd=CHECKOUT)
 
 
 def _register_optional(module_name: str, subparsers) -> None:
@@ -140,6 +154,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["repro"]:
+        return run_repro(argv[1:])
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:

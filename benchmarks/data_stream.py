@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from acl_dist.config import DataConfig
 from acl_dist.data.shards import Sample, encode_image, write_shards
+from acl_dist.data.sources.shards import ShardOptions
 from acl_dist.data.stream import build_shard_stream
 
 
@@ -47,7 +47,7 @@ def bench_raw(data: list[bytes]) -> float:
 
 def bench_stream(manifest: str, size: int, workers: int, batch: int, epochs: int) -> float:
     """Images/s over ``epochs`` epochs, start-up included (workers start once: the stream is endless)."""
-    cfg = DataConfig(source="shards", shards=manifest, num_workers=workers, shuffle_buffer=1000)
+    cfg = ShardOptions(source="shards", shards=manifest, num_workers=workers, shuffle_buffer=1000)
     stream = build_shard_stream(cfg, resolution=size, channels=3, batch_size=batch, seed=0, rank=0,
                                 world_size=1, with_labels=False)
     t = time.perf_counter()

@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from acl_dist import losses  # noqa: E402
 from acl_dist.config import Recipe, load_recipe  # noqa: E402
-from acl_dist.data.memory import digits_tensors  # noqa: E402
+from acl_dist.data.sources.digits import digits_tensors  # noqa: E402
 from acl_dist.methods.registry import build_method  # noqa: E402
 from acl_dist.train.trainer import Trainer  # noqa: E402
 
@@ -71,7 +71,7 @@ class PlainLoop:
     def __init__(self, recipe: Recipe, device: torch.device, precision: str):
         torch.manual_seed(0)
         self.r, self.device, self.precision = recipe, device, precision
-        self.m = build_method(recipe).to(device)
+        self.m = build_method(recipe.method, recipe.model).to(device)
         n, o = self.m.nets, recipe.optim
         # each net with the recipe's own Adam settings, as the trainer builds them: the ACL module (Gz, Dc)
         # takes a higher rate and beta1 0.5 where the image nets take the recipe's defaults

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-from acl_dist.data.mnist5k import mnist5k_tensors  # noqa: E402
+from acl_dist.data.sources.mnist5k import mnist5k_tensors  # noqa: E402
 from acl_dist.eval.extractors import MNIST_WEIGHTS, MnistCNN, to_uint8_rgb  # noqa: E402
 
 

@@ -1,8 +1,6 @@
-"""In-memory datasets behind the same stream interface as the sharded WebDataset stream.
-
-The sklearn digits (1,797 real 8x8 handwritten digits that ship with scikit-learn) and the 2-D Gaussian
-mixtures make every method trainable offline. Order is a pure function of (seed, epoch), so a run resumed at
-a recorded (epoch, batch) sees exactly what an uninterrupted run would have seen.
+"""In-memory data behind the same stream interface as the sharded WebDataset stream (the digits, MNIST-5k and
+toy sources use it). Order is a pure function of (seed, epoch), so a run resumed at a recorded (epoch, batch)
+sees exactly what an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -10,33 +8,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-
-from acl_dist.priors import mixture_centers
-
-TOY_DATA_SEED = 20190521  # fixed: every run seed trains on the same toy sample
-
-
-def digits_tensors(resolution: int, channels: int) -> tuple[Tensor, Tensor]:
-    """sklearn's digits as images [N, C, R, R] in [-1, 1] and labels [N] (bilinear resize from 8x8)."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
-    if resolution != 8:
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    images = (images.clamp(0, 1) * 2 - 1).repeat(1, channels, 1, 1)
-    return images.contiguous(), torch.tensor(data.target, dtype=torch.int64)
-
-
-def toy_tensors(modes: int, radius: float, std: float, samples: int) -> tuple[Tensor, Tensor]:
-    """A fixed sample of a k-mode 2-D Gaussian mixture [N, 2] with its mode labels [N]."""
-    gen = torch.Generator().manual_seed(TOY_DATA_SEED)
-    labels = torch.randint(0, modes, (samples,), generator=gen)
-    centers = mixture_centers(modes, 2, radius)
-    points = centers[labels] + std * torch.randn(samples, 2, generator=gen)
-    return points, labels
 
 
 class TensorStream:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from acl_dist.data.shard_inputs import INPUT_KINDS, open_input
 from acl_dist.data.shards import IMAGE_FORMATS, write_shards
-from acl_dist.data.sources import SOURCE_KINDS, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("out_dir", metavar="OUT_DIR")
-    p.add_argument("--kind", choices=SOURCE_KINDS, default="auto", help="what SOURCE is (default: guess)")
+    p.add_argument("--kind", choices=INPUT_KINDS, default="auto", help="what SOURCE is (default: guess)")
     p.add_argument("--max-count", type=int, default=10000, help="samples per shard at most (default 10000)")
     p.add_argument("--max-size-mb", type=float, default=256.0, help="shard size at most in MB (default 256)")
     p.add_argument("--format", choices=sorted(IMAGE_FORMATS), default="png", help="stored image format")
@@ -44,7 +44,7 @@ def run_shard(args: argparse.Namespace) -> int:
         print("shard: --max-count, --max-size-mb and --resolution must be positive")
         return 2
     try:
-        source = open_source(args.source, args.kind, fps=args.fps, size=args.resolution)
+        source = open_input(args.source, args.kind, fps=args.fps, size=args.resolution)  # the shards' input
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"shard: {e}")
         return 2

@@ -45,6 +45,7 @@ import re
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import braceexpand
 import numpy as np
@@ -53,7 +54,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from acl_dist.config import DataConfig
 from acl_dist.data.shards import IMAGE_EXTENSIONS, MANIFEST_NAME, Manifest, center_crop_resize
 from acl_dist.data.tar_reader import TarError, shard_samples
 from acl_dist.errors import DataError
@@ -543,7 +543,18 @@ class ShardStream:
             yield item
 
 
-def build_shard_stream(cfg: DataConfig, *, resolution: int, channels: int, batch_size: int, seed: int,
+class ShardReading(Protocol):
+    """What the stream reads of the ``data:`` section (``data.sources.shards.ShardOptions`` has it)."""
+
+    shards: str
+    num_workers: int
+    shuffle_buffer: int
+    flip: bool
+    corrupt: str
+    retries: int
+
+
+def build_shard_stream(cfg: ShardReading, *, resolution: int, channels: int, batch_size: int, seed: int,
                        rank: int, world_size: int, with_labels: bool) -> ShardStream:
     """This rank's stream over ``cfg.shards``; fails up front (naming data.* keys) when it cannot work."""
     if channels not in _MODES:

@@ -27,11 +27,8 @@ log = logging.getLogger(__name__)
 
 def _real_pairs(loaded: LoadedRun, rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Two batches of real images from the run's data (None when the data cannot be read here)."""
-    from acl_dist.data import build_stream
-
     try:
-        stream = build_stream(loaded.recipe, rank=0, world_size=1, with_labels=False, batch_size=2 * rows,
-                              seed=seed)
+        stream = loaded.source().stream(batch_size=2 * rows, seed=seed, rank=0, world_size=1, with_labels=False)
         batch = next(iter(stream))["image"]
     except (OSError, ValueError, StopIteration) as err:
         log.warning("interpolation: cannot read the run's data (%s); interpolating prior draws instead", err)
@@ -50,10 +47,7 @@ def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, 
     torch.manual_seed(seed)
     samples = method.generate(method.sample_noise(num, device), nets).float().cpu()
     if samples.dim() == 2:  # 2-D toy data: a scatter over the real points; the rest is about images
-        from acl_dist.data.memory import toy_tensors
-
-        d = loaded.recipe.data
-        reference = toy_tensors(d.toy_modes, d.toy_radius, d.toy_std, d.toy_samples)[0][:2000]
+        reference = loaded.source().real_points(2000, seed)[:2000]
         return {"samples": save_samples(samples, os.path.join(out, "samples.png"), reference)}
     written = {"samples": save_samples(samples, os.path.join(out, "samples.png"))}
     written.update(_write_interpolations(loaded, nets, out, rows, steps, seed, video, device))
@@ -219,7 +213,9 @@ def run_eval(args: argparse.Namespace) -> int:
         os.makedirs(out, exist_ok=True)
     state.wait_for_everyone()
     try:
-        evaluator = build_tracker(recipe, device, state.process_index, state.num_processes, report_dir=out)
+        cache = os.path.join(recipe.run.out_dir, ".fid_cache")
+        evaluator = build_tracker(recipe.eval, loaded.source(), recipe.run.seed, out, cache, device,
+                                  state.process_index, state.num_processes)
     except MissingWeightsError as err:
         print(f"acl-dist eval: error: {err}", file=sys.stderr)
         return 2

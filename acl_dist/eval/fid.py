@@ -40,12 +40,6 @@ class FeatureStats:
         zeros = dict(dtype=torch.float64, device=device)
         return cls(0, torch.zeros(dim, **zeros), torch.zeros(dim, dim, **zeros))
 
-    @classmethod
-    def from_features(cls, features: torch.Tensor) -> FeatureStats:
-        stats = cls.empty(features.shape[1], features.device)
-        stats.add(features)
-        return stats
-
     @property
     def dim(self) -> int:
         return self.total.shape[0]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from acl_dist.config import Recipe, recipe_from_dict
-from acl_dist.data import data_dim
+from acl_dist.data.sources import TrainingSource, open_source, source_class
 from acl_dist.errors import CheckpointError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Method
@@ -30,6 +30,11 @@ class LoadedRun:
     nets: dict[str, nn.Module]  # what generate()/encode()/decode() should use: EMA copies when asked
     step: int
     checkpoint: str
+
+    def source(self) -> TrainingSource:
+        """The run's training source (its data, if it can be read here: shards may have moved)."""
+        r = self.recipe
+        return open_source(r.data, r.model.resolution, r.model.channels)
 
     @property
     def run_dir(self) -> str:
@@ -62,7 +67,8 @@ def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) ->
     state, _ = load_state(checkpoint, 0)
     recipe = recipe_from_dict(state["recipe"], strict=False)  # as trained; not re-validated (data may move)
     device = torch.device(device)
-    method = build_method(recipe, data_dim(recipe)).to(device)
+    data_dim = source_class(recipe.data.source).data_dim
+    method = build_method(recipe.method, recipe.model, data_dim, tuple(recipe.data.augment)).to(device)
     try:
         method.nets.load_state_dict(state["nets"])
     except RuntimeError as err:  # the recipe stored beside the nets does not describe them: damaged
@@ -74,5 +80,5 @@ def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) ->
             copy_net = copy.deepcopy(method.nets[name])
             copy_net.load_state_dict(tensors)
             nets[name] = copy_net.eval().requires_grad_(False)
-    recalibrate_sampling_nets(method, nets, recipe, device)  # as the trainer does before its grids and FID
+    recalibrate_sampling_nets(method, nets, recipe.eval, recipe.run.seed, device)  # as the trainer does
     return LoadedRun(recipe, method, nets, int(state["step"]), checkpoint)

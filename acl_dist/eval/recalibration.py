@@ -16,24 +16,25 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from acl_dist.config import Recipe
 from acl_dist.methods.base import Method
 from acl_dist.nets.norms import recalibrate_batch_norms
+from acl_dist.sections import EvalConfig
 
 SEED_OFFSET = 90_001  # added to run.seed: the noise that re-estimates batch norms before sampling
 
 
 @torch.no_grad()
-def recalibrate_sampling_nets(method: Method, nets: Mapping[str, nn.Module], recipe: Recipe,
+def recalibrate_sampling_nets(method: Method, nets: Mapping[str, nn.Module], cfg: EvalConfig, seed: int,
                               device: torch.device | str) -> int:
     """Re-estimate the batch norms of ``method.generate``'s nets (``nets`` overrides, e.g. EMA copies) from
-    ``eval.bn_recalibration`` batches of ``eval.batch_size`` samples. Returns how many layers changed."""
-    batches, batch_size = recipe.eval.bn_recalibration, recipe.eval.batch_size
+    ``eval.bn_recalibration`` batches of ``eval.batch_size`` samples (``cfg``), on noise seeded from the run's
+    ``seed``. Returns how many layers changed."""
+    batches, batch_size = cfg.bn_recalibration, cfg.batch_size
     if batches <= 0:
         return 0
     modules = [method.net(name, nets) for name in method.sampling_nets]
     device = torch.device(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(recipe.run.seed + SEED_OFFSET)  # priors draw from the global RNG: forked, untouched
+        torch.manual_seed(seed + SEED_OFFSET)  # priors draw from the global RNG: forked, untouched
         return recalibrate_batch_norms(
             modules, lambda: method.generate(method.sample_noise(batch_size, device), nets), batches)

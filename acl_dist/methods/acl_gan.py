@@ -87,30 +87,30 @@ class ACLSGANOptions(ACLGANOptions):
 class ACLGAN(CodeLearningPhases, Method):
     Options = ACLGANOptions
     net_names = ("E", "Gx", "Dx", "Gz", "Dc")
-    has_image_discriminator = True
     sampling_nets = ("Gz", "Gx")
     encode_nets = ("E",)
     wasserstein = False
     default_gp_weight = 0.0
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.nets["E"] = self.build_inference_net()
-        self.nets["Gx"] = build_generator(recipe, recipe.model.code_dim, data_dim)
-        self.nets["Dx"] = build_discriminator(recipe, data_dim)
-        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim(), self.gz_kind())
+        self.nets["Gx"] = build_generator(self.model, self.model.code_dim, self.data_dim)
+        self.nets["Dx"] = build_discriminator(self.model, self.data_dim)
+        self.nets["Gz"], self.nets["Dc"] = build_acl_module(self.model, self.noise_dim(), self.gz_kind())
         self.adversary = self.build_adversary()
 
     def build_adversary(self):
         """The image adversary Dx plays (R3GAN's subclass swaps in its own)."""
-        return Adversary(self.recipe, self.wasserstein, self.default_gp_weight)
+        return Adversary(self.cfg, self.wasserstein, self.default_gp_weight, self.augment)
 
     def build_inference_net(self):
-        return maybe_standardized(build_encoder(self.recipe, self.recipe.model.code_dim, self.data_dim), self.recipe)
+        encoder = build_encoder(self.model, self.model.code_dim, self.data_dim)
+        return maybe_standardized(encoder, self.cfg.encoder_code_norm, self.model.code_dim)
 
     def phases(self) -> list[Phase]:
         rec_nets = ("E", "Gx") if self.cfg.rec_updates_generator else ("E",)
-        return [Phase("Dx", ("Dx",), self.dx_phase, repeats=self.cfg.d_steps),
+        return [Phase("Dx", ("Dx",), self.dx_phase, repeats=self.cfg.d_steps, penalty_every=self.cfg.gp_every),
                 Phase("Gx", ("Gx",), self.gx_phase),
                 Phase("rec", rec_nets, self.rec_phase)] + self.code_phases()
 
@@ -177,9 +177,10 @@ class ACLSGAN(ACLGAN):
 
     Options = ACLSGANOptions
     needs_labels = True
+    images_only = True  # its inference net is a conv classifier
 
     def build_inference_net(self):
-        m = self.recipe.model
+        m = self.model
         return ConvClassifier(m.resolution, m.channels, m.code_dim, m.num_classes, m.base_channels,
                               m.max_channels, m.d_norm, self.cfg.encoder_code_norm == "batch")
 

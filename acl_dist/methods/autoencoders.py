@@ -27,7 +27,13 @@ from acl_dist.methods.common import (
     build_generator,
     maybe_standardized,
 )
-from acl_dist.methods.options import GAN_LOSSES, AutoencoderOptions, CodeGANOptions, MethodOptions, choose, positive
+from acl_dist.methods.options import (
+    AutoencoderOptions,
+    CodeGANOptions,
+    GeneratorLossOptions,
+    MethodOptions,
+    positive,
+)
 from acl_dist.nets import CodeDiscriminator
 from acl_dist.ops.gradient_penalty import gradient_penalty
 
@@ -40,15 +46,15 @@ class VAEOptions(MethodOptions):
 
 
 @dataclass
-class AAEOptions(AutoencoderOptions):
-    """AAE: L_E plus the encoder fooling a code discriminator that tells its codes from the prior."""
+class AAEOptions(AutoencoderOptions, GeneratorLossOptions):
+    """AAE: L_E plus the encoder fooling a code discriminator that tells its codes from the prior (the encoder
+    plays the generator: ``gan_loss`` is its loss against Dc)."""
 
     lambda_z: float = 1.0  # weight of the code adversary (both its D and E's regularisation)
-    gan_loss: str = "nonsaturating"  # the encoder's loss against Dc: minimax | nonsaturating
 
     def check(self) -> None:
         super().check()
-        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+        self.check_gan_loss()
 
 
 @dataclass
@@ -78,11 +84,11 @@ class Autoencoder(Method):
 
     encode_nets = ("E",)
 
-    def __init__(self, recipe, data_dim=None, code_out: int | None = None):
-        super().__init__(recipe, data_dim)
-        d = recipe.model.code_dim
-        self.nets["E"] = build_encoder(recipe, code_out or d, data_dim)
-        self.nets["Dec"] = build_generator(recipe, d, data_dim)
+    def __init__(self, *args, code_out: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        d = self.model.code_dim
+        self.nets["E"] = build_encoder(self.model, code_out or d, self.data_dim)
+        self.nets["Dec"] = build_generator(self.model, d, self.data_dim)
 
     def ae_phase(self, batch: Batch, ctx: StepContext):
         x = batch["image"]
@@ -102,8 +108,8 @@ class VAE(Autoencoder):
     net_names = ("E", "Dec")
     sampling_nets = ("Dec",)
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim, code_out=2 * recipe.model.code_dim)
+    def __init__(self, cfg, model, *args, **kwargs):
+        super().__init__(cfg, model, *args, code_out=2 * model.code_dim, **kwargs)
 
     def phases(self) -> list[Phase]:
         return [Phase("elbo", ("E", "Dec"), self.elbo_phase)]
@@ -133,9 +139,9 @@ class AAE(Autoencoder):
     net_names = ("E", "Dec", "Dc")
     sampling_nets = ("Dec",)
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
-        m = recipe.model
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        m = self.model
         self.nets["Dc"] = CodeDiscriminator(m.code_dim, m.acl_hidden, m.acl_layers)
 
     def phases(self) -> list[Phase]:
@@ -164,9 +170,9 @@ class CodeGeneratorAE(Autoencoder):
 
     sampling_nets = ("Gz", "Dec")
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
-        self.nets["Gz"], self.nets["Dc"] = build_acl_module(recipe, self.noise_dim(), self.gz_kind())
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nets["Gz"], self.nets["Dc"] = build_acl_module(self.model, self.noise_dim(), self.gz_kind())
 
     def gz_kind(self) -> str:
         return "mlp"  # ARAE's code generator; ACL-AE's is its option (CodeLearningPhases.gz_kind)
@@ -222,9 +228,9 @@ class ACLAE(CodeLearningPhases, CodeGeneratorAE):
     Options = ACLAEOptions
     net_names = ("E", "Dec", "Gz", "Dc")
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
-        self.nets["E"] = maybe_standardized(self.nets["E"], recipe)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nets["E"] = maybe_standardized(self.nets["E"], self.cfg.encoder_code_norm, self.model.code_dim)
 
     def phases(self) -> list[Phase]:
         return [Phase("ae", ("E", "Dec"), self.ae_phase)] + self.code_phases()

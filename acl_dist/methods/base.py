@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from acl_dist.methods.options import AdversarialOptions, MethodOptions
 from acl_dist.priors import Prior
 
-if TYPE_CHECKING:  # recipes reach methods as values; the schema module is not needed at run time
-    from acl_dist.config import Recipe
+if TYPE_CHECKING:
+    from acl_dist.sections import ModelConfig
 
 Batch = dict[str, Tensor]  # {"image": [B, C, H, W] or [B, 2], "label": [B]}
 Metrics = dict[str, Tensor]
@@ -29,9 +29,11 @@ class StepContext:
     beyond the device new noise is drawn on."""
 
     step: int  # generator step (0-based)
-    iteration: int  # how many times this phase has run before, over the whole run (lazy regularisation)
+    iteration: int  # how many times this phase has run before, over the whole run
     device: torch.device
     grad_scale: Tensor | None = None  # fp16 GradScaler's current scale, for gradient penalties
+    penalty_gain: float = 1.0  # the lazy schedule's weight of this iteration's gradient penalty (``Phase``): the
+    # phase's penalty_every on the iterations that take it, 0 on the others (skip it)
     progress: Tensor | None = None  # step / train.steps as a 0-d device tensor, for schedules (R3GAN's gamma):
     # updated in place by the trainer, so a captured CUDA graph reads each step's value
 
@@ -51,6 +53,14 @@ class Phase:
     loss: LossFn
     repeats: int = 1
     every: int = 1
+    penalty_every: int = 1  # lazy regularisation (StyleGAN2): the loss's gradient penalty on one iteration in
+    # this many, weighted by it (``StepContext.penalty_gain``); the trainer keeps the schedule, so a CUDA graph
+    # is captured per residue of it
+
+    def penalty_gain(self, iteration: int) -> float:
+        """The penalty's weight at this phase ``iteration``: ``penalty_every`` when it is due, else 0. Over any
+        ``penalty_every`` iterations the expected gradient equals the dense penalty's."""
+        return float(self.penalty_every) if iteration % self.penalty_every == 0 else 0.0
 
 
 class Method(nn.Module):
@@ -63,15 +73,21 @@ class Method(nn.Module):
     Options: type[MethodOptions] = MethodOptions
     net_names: tuple[str, ...] = ()  # every net __init__ builds (validation checks per-net recipe keys on it)
     needs_labels = False  # the data stream must deliver labels
-    has_image_discriminator = False  # a D on images: gradient penalties apply
+    images_only = False  # no nets for vector data (the 2-D toys)
     sampling_nets: tuple[str, ...] = ()  # nets used by generate(), tracked by the EMA
     encode_nets: tuple[str, ...] = ()  # nets used by encode(); empty when the method has no encoder
 
-    def __init__(self, recipe: Recipe, data_dim: int | None = None):
+    def __init__(self, cfg: MethodOptions, model: ModelConfig, data_dim: int | None = None,
+                 augment: tuple[str, ...] = ()):
+        """Args:
+            cfg: the method's own options (the recipe's ``method:`` section).
+            model: the nets' shapes (``model:``).
+            data_dim: vector size for vector (toy) data; None for images.
+            augment: DiffAugment policies every image critic sees its images through (``data.augment``).
+        """
         nn.Module.__init__(self)
-        self.recipe = recipe
-        self.cfg = recipe.method
-        self.data_dim = data_dim  # set for vector (toy) data; None for images
+        self.cfg, self.model, self.augment = cfg, model, tuple(augment)
+        self.data_dim = data_dim
         self.nets = nn.ModuleDict()
         self.prior = Prior(self.cfg.prior, self.noise_dim(), self.cfg.prior_modes, self.cfg.prior_radius,
                            self.cfg.prior_std)
@@ -92,7 +108,7 @@ class Method(nn.Module):
 
     # -- shared helpers ------------------------------------------------------------------------------
     def noise_dim(self) -> int:
-        return self.recipe.model.code_dim
+        return self.model.code_dim
 
     def sample_noise(self, n: int, device: torch.device | str) -> Tensor:
         return self.prior.sample(n, device)
@@ -102,14 +118,6 @@ class Method(nn.Module):
         if nets is not None and name in nets:
             return nets[name]
         return self.nets[name]
-
-    def control_period(self) -> int:
-        """Phase iterations after which a step's Python decisions repeat (CUDA graphs capture one per residue).
-
-        The lazy gradient penalty of an image critic runs every ``gp_every`` iterations; nothing else in a
-        loss branches on the step.
-        """
-        return getattr(self.cfg, "gp_every", 1)
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:
@@ -144,7 +152,6 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} registered twice")
         _REGISTRY[name] = cls
-        cls.registered_name = name
         return cls
 
     return add

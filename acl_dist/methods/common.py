@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from acl_dist import losses
 from acl_dist.methods.base import Batch, Metrics, Phase, StepContext, metrics
+from acl_dist.methods.options import AdversarialOptions
 from acl_dist.nets import (
     MLP,
     CodeDiscriminator,
@@ -32,12 +33,11 @@ from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_pe
 from acl_dist.stats import code_mmd2
 
 if TYPE_CHECKING:
-    from acl_dist.config import Recipe
+    from acl_dist.sections import ModelConfig
 
 
-def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Module:
-    """Image generator / decoder (z or code -> x)."""
-    m = recipe.model
+def build_generator(m: ModelConfig, in_dim: int, data_dim: int | None) -> nn.Module:
+    """Image generator / decoder (z or code -> x) of ``model.arch``; an MLP for vector data."""
     if data_dim is not None:
         return MLP(in_dim, data_dim, m.mlp_hidden, 2)
     if m.arch == "r3gan":
@@ -47,9 +47,8 @@ def build_generator(recipe: Recipe, in_dim: int, data_dim: int | None) -> nn.Mod
                          m.checkpoint_activations)
 
 
-def build_discriminator(recipe: Recipe, data_dim: int | None) -> nn.Module:
-    """Image discriminator / critic exposing ``features`` (Phi)."""
-    m = recipe.model
+def build_discriminator(m: ModelConfig, data_dim: int | None) -> nn.Module:
+    """Image discriminator / critic exposing ``features`` (Phi) and ``score(features)``."""
     if data_dim is not None:
         return MLPDiscriminator(data_dim, m.mlp_hidden, 2)
     if m.arch == "r3gan":
@@ -59,8 +58,8 @@ def build_discriminator(recipe: Recipe, data_dim: int | None) -> nn.Module:
                              m.spectral_norm, m.checkpoint_activations)
 
 
-def build_encoder(recipe: Recipe, out_dim: int, data_dim: int | None) -> nn.Module:
-    m = recipe.model
+def build_encoder(m: ModelConfig, out_dim: int, data_dim: int | None) -> nn.Module:
+    """Image (or vector) -> [B, out_dim]: the critic's trunk of ``model.arch`` and a linear head."""
     if data_dim is not None:
         return MLP(data_dim, out_dim, m.mlp_hidden, 2)
     if m.arch == "r3gan":
@@ -70,19 +69,16 @@ def build_encoder(recipe: Recipe, out_dim: int, data_dim: int | None) -> nn.Modu
                        m.checkpoint_activations)
 
 
-def build_acl_module(recipe: Recipe, noise_dim: int, kind: str = "mlp") -> tuple[CodeGenerator, CodeDiscriminator]:
+def build_acl_module(m: ModelConfig, noise_dim: int, kind: str = "mlp") -> tuple[CodeGenerator, CodeDiscriminator]:
     """The ACL module: Gz (noise -> code, of ``kind``; see nets.acl.CodeGenerator) and Dc (code -> logit)."""
-    m = recipe.model
     return (CodeGenerator(noise_dim, m.code_dim, m.acl_hidden, m.acl_layers, kind),
             CodeDiscriminator(m.code_dim, m.acl_hidden, m.acl_layers))
 
 
-def maybe_standardized(encoder: nn.Module, recipe: Recipe) -> nn.Module:
-    """The ACL target encoder, with standardised codes when ``method.encoder_code_norm: batch`` (eq. 1's
-    target at a fixed scale; see ``nets.acl.StandardizedCode``)."""
-    if recipe.method.encoder_code_norm == "batch":
-        return StandardizedCode(encoder, recipe.model.code_dim)
-    return encoder
+def maybe_standardized(encoder: nn.Module, code_norm: str, code_dim: int) -> nn.Module:
+    """The ACL target encoder, with standardised codes when ``method.encoder_code_norm`` (``code_norm``) is
+    batch (eq. 1's target at a fixed scale; see ``nets.acl.StandardizedCode``)."""
+    return StandardizedCode(encoder, code_dim) if code_norm == "batch" else encoder
 
 
 class Adversary:
@@ -91,18 +87,17 @@ class Adversary:
     ``wasserstein`` selects the critic loss; the penalty (recipe ``gp_*``) is added to the D loss every
     ``gp_every`` iterations with gain ``gp_every`` (lazy regularisation, StyleGAN2).
 
-    The counter is the critic phase's own iteration count (``StepContext.iteration``: how many times the
-    phase ran before, over the whole run and across resumes), not the generator step: with ``d_steps``
-    critic repeats per generator step, critic iteration ``i = d_steps * step + repeat`` is penalised when
-    ``i % gp_every == 0``, so exactly one critic update in ``gp_every`` pays for the double backward however
-    ``d_steps`` and ``gp_every`` divide each other. ``Method.control_period`` repeats with the same period.
+    When is the trainer's business: the critic phase declares ``penalty_every = gp_every`` (``Phase``), and the
+    trainer hands each iteration its ``StepContext.penalty_gain`` (``gp_every`` on the critic iterations that
+    take the penalty, 0 on the others). It counts the phase's own iterations over the whole run and across
+    resumes, not generator steps, so exactly one critic update in ``gp_every`` pays for the double backward
+    however ``d_steps`` and ``gp_every`` divide each other.
     """
 
-    def __init__(self, recipe: Recipe, wasserstein: bool, default_gp_weight: float):
-        cfg = recipe.method
-        self.cfg, self.wasserstein = cfg, wasserstein
+    def __init__(self, cfg: AdversarialOptions, wasserstein: bool, default_gp_weight: float,
+                 policies: tuple[str, ...] = ()):
+        self.cfg, self.wasserstein, self.policies = cfg, wasserstein, tuple(policies)
         self.gp_weight = default_gp_weight if cfg.gp_weight is None else cfg.gp_weight
-        self.policies = tuple(recipe.data.augment)
 
     def view(self, images: Tensor) -> Tensor:
         """What the critic sees of ``images``: them, or their DiffAugment draw (``data.augment``)."""
@@ -115,8 +110,7 @@ class Adversary:
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
         fake = self.view(fake.detach().to(real.dtype))  # under autocast G's output may be bf16/fp16
         real = self.view(real)
-        every = self.cfg.gp_every
-        penalised = self.gp_weight > 0 and ctx.iteration % every == 0
+        penalised = self.gp_weight > 0 and ctx.penalty_gain > 0
         if penalised:  # the fast paths share forwards between the loss and the penalty
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
                 d, real, fake, kind=self.cfg.gp_kind, one_sided=self.cfg.gp_one_sided, impl=self.cfg.gp_impl,
@@ -129,7 +123,7 @@ class Adversary:
             loss = losses.discriminator_logistic(real_scores, fake_scores, self.cfg.label_smoothing)
         out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
         if penalised:
-            loss = loss + self.gp_weight * every * penalty
+            loss = loss + self.gp_weight * ctx.penalty_gain * penalty
             out["gp"] = penalty.detach().float()
         return loss, out
 
@@ -137,15 +131,6 @@ class Adversary:
         if self.wasserstein:
             return losses.generator_wasserstein(fake_scores)
         return losses.generator_logistic(fake_scores, self.cfg.gan_loss)
-
-
-def code_discriminator_loss(dc: nn.Module, codes: Tensor, fake_codes: Tensor) -> Tensor:
-    """Dc's half of L_Z (eq. 1): the encoder's codes are real, Gz's are fake; both enter detached.
-
-    The encoder's codes are the *target*: they never receive a gradient from L_Z, so Gz moves towards them
-    and never the reverse (what separates ACL from AAE and ARAE).
-    """
-    return losses.discriminator_logistic(dc(codes.detach()), dc(fake_codes.detach()))
 
 
 class CodeLearningPhases:

@@ -21,23 +21,22 @@ from acl_dist.methods.options import AdversarialOptions
 class GAN(Method):
     Options = AdversarialOptions
     net_names = ("G", "D")
-    has_image_discriminator = True
     sampling_nets = ("G",)
     wasserstein = False
     default_gp_weight = 0.0
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
-        self.nets["G"] = build_generator(recipe, self.noise_dim(), data_dim)
-        self.nets["D"] = build_discriminator(recipe, data_dim)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nets["G"] = build_generator(self.model, self.noise_dim(), self.data_dim)
+        self.nets["D"] = build_discriminator(self.model, self.data_dim)
         self.adversary = self.build_adversary()
 
     def build_adversary(self):
         """The image adversary D plays (R3GAN's subclass swaps in its own)."""
-        return Adversary(self.recipe, self.wasserstein, self.default_gp_weight)
+        return Adversary(self.cfg, self.wasserstein, self.default_gp_weight, self.augment)
 
     def phases(self) -> list[Phase]:
-        return [Phase("D", ("D",), self.d_phase, repeats=self.cfg.d_steps),
+        return [Phase("D", ("D",), self.d_phase, repeats=self.cfg.d_steps, penalty_every=self.cfg.gp_every),
                 Phase("G", ("G",), self.g_phase)]
 
     def d_phase(self, batch: Batch, ctx: StepContext):

@@ -18,16 +18,15 @@ from acl_dist import losses
 from acl_dist.errors import ConfigError
 from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, register
 from acl_dist.methods.common import build_discriminator, build_generator
-from acl_dist.methods.options import GAN_LOSSES, MethodOptions, choose, positive
+from acl_dist.methods.options import GeneratorLossOptions, MethodOptions, positive
 from acl_dist.nets import MLP
 from acl_dist.ops.diffaugment import augment
 
 
 @dataclass
-class InfoGANOptions(MethodOptions):
+class InfoGANOptions(MethodOptions, GeneratorLossOptions):
     """InfoGAN's: the GAN's loss and D steps (no gradient penalty: D and Q share a trunk) and the codes."""
 
-    gan_loss: str = "nonsaturating"  # G's loss: minimax | nonsaturating
     label_smoothing: float = 0.0  # one-sided label smoothing of D's real targets
     d_steps: int = 1  # D (and Q) steps per generator step
     info_categorical: list[int] = field(default_factory=lambda: [10])  # categories of each categorical code
@@ -36,7 +35,7 @@ class InfoGANOptions(MethodOptions):
 
     def check(self) -> None:
         super().check()
-        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+        self.check_gan_loss()
         positive("method.d_steps", self.d_steps)
         if any(k <= 1 for k in self.info_categorical):
             raise ConfigError("method.info_categorical", "every categorical code needs at least 2 categories")
@@ -44,25 +43,24 @@ class InfoGANOptions(MethodOptions):
 
 @register("infogan")
 class InfoGAN(Method):
+    images_only = True  # its codes are read back from image features
     Options = InfoGANOptions
     net_names = ("G", "D", "Q")
-    has_image_discriminator = True
     sampling_nets = ("G",)
 
-    def __init__(self, recipe, data_dim=None):
-        super().__init__(recipe, data_dim)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.categories = list(self.cfg.info_categorical)
         self.n_continuous = self.cfg.info_continuous
         code_size = sum(self.categories) + self.n_continuous
-        self.nets["G"] = build_generator(recipe, self.noise_dim() + code_size, data_dim)
-        self.nets["D"] = build_discriminator(recipe, data_dim)
+        self.nets["G"] = build_generator(self.model, self.noise_dim() + code_size, self.data_dim)
+        self.nets["D"] = build_discriminator(self.model, self.data_dim)
         q_out = sum(self.categories) + 2 * self.n_continuous  # logits, then mean and log-std per code
-        self.nets["Q"] = MLP(self.nets["D"].feature_dim, q_out, recipe.model.acl_hidden, 1)
+        self.nets["Q"] = MLP(self.nets["D"].feature_dim, q_out, self.model.acl_hidden, 1)
 
     def view(self, images: Tensor) -> Tensor:
         """What D (and Q through it) sees: the images, or their DiffAugment draw (``data.augment``)."""
-        policies = self.recipe.data.augment
-        return augment(images, policies) if policies else images
+        return augment(images, self.augment) if self.augment else images
 
     def phases(self) -> list[Phase]:
         return [Phase("D", ("D", "Q"), self.d_phase, repeats=self.cfg.d_steps),

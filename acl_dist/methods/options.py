@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from acl_dist.errors import ConfigError
-
-PRIORS = ("gaussian", "uniform", "gmm", "categorical")
-GAN_LOSSES = ("minimax", "nonsaturating")
+from acl_dist.losses import GAN_LOSSES
+from acl_dist.priors import PRIORS
 
 
 def choose(path: str, value: object, allowed: tuple) -> None:
@@ -51,7 +50,18 @@ class MethodOptions:
 
 
 @dataclass
-class AdversarialOptions(MethodOptions):
+class GeneratorLossOptions:
+    """How a generator is scored against its discriminator: declared once, for the image GANs (G or Gx against
+    D) and the code GAN (Gz against Dc) alike."""
+
+    gan_loss: str = "nonsaturating"  # minimax (GAN paper eq. 1) | nonsaturating (its sec. 3 fix)
+
+    def check_gan_loss(self) -> None:
+        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+
+
+@dataclass
+class AdversarialOptions(MethodOptions, GeneratorLossOptions):
     """An image discriminator D (or critic) against the generator.
 
     The penalty enters D's loss as ``gp_weight * gp_every * penalty`` every ``gp_every`` critic iterations
@@ -59,7 +69,6 @@ class AdversarialOptions(MethodOptions):
     the effective weight there is ``lambda_gan * gp_weight``.
     """
 
-    gan_loss: str = "nonsaturating"  # minimax (GAN paper eq. 1) | nonsaturating (its sec. 3 fix)
     label_smoothing: float = 0.0  # one-sided label smoothing: real targets become 1 - this (NIPS tutorial)
     d_steps: int = 1  # discriminator steps per generator step (k in the GAN paper, n_critic in WGAN-GP)
     gp_weight: float | None = None  # penalty weight; None: the method default (10: wgan_gp, acl_gan_gp; else off)
@@ -70,7 +79,7 @@ class AdversarialOptions(MethodOptions):
 
     def check(self) -> None:
         super().check()
-        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+        self.check_gan_loss()
         choose("method.gp_kind", self.gp_kind, ("wgan", "r1", "r2"))
         choose("method.gp_impl", self.gp_impl, ("auto", "ref", "fused", "split"))
         positive("method.d_steps", self.d_steps)
@@ -85,7 +94,7 @@ class AutoencoderOptions(MethodOptions):
 
 
 @dataclass
-class CodeGANOptions:
+class CodeGANOptions(GeneratorLossOptions):
     """The ACL module's code GAN L_Z (eq. 1) and how it is attached (docs/results/acl_ablation.md).
 
     Sec. 3.2 leaves the code GAN's training to "most optimization strategies for GANs": ``code_d_steps``
@@ -94,7 +103,6 @@ class CodeGANOptions:
     """
 
     lambda_z: float = 1.0  # lambda_1 / lambda_4: weight of the code loss L_Z (eq. 3, eq. 6)
-    gan_loss: str = "nonsaturating"  # Gz's loss against Dc: minimax | nonsaturating
     code_generator: str = "mlp"  # Gz (sec. 3.2, 5): mlp (the paper's) | residual: z + MLP(z), identity at step 0
     encoder_code_norm: str = "none"  # target codes E(x) (eq. 1): none | batch: standardised per dimension
     code_loss: str = "nonsaturating"  # L_Z: nonsaturating (logistic, eq. 1) | wgan_gp (critic + penalty)
@@ -102,7 +110,7 @@ class CodeGANOptions:
     code_gp_weight: float = 1.0  # code_loss wgan_gp: gradient penalty on the code critic
 
     def check_code_gan(self) -> None:
-        choose("method.gan_loss", self.gan_loss, GAN_LOSSES)
+        self.check_gan_loss()
         choose("method.code_generator", self.code_generator, ("mlp", "residual"))
         choose("method.encoder_code_norm", self.encoder_code_norm, ("none", "batch"))
         choose("method.code_loss", self.code_loss, ("nonsaturating", "wgan_gp"))

@@ -77,13 +77,12 @@ class RelativisticAdversary:
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
         fake = self.view(fake.detach().to(real.dtype))
         real = self.view(real)
-        every = self.cfg.gp_every
-        if self.cfg.gamma > 0 and ctx.iteration % every == 0:
+        if self.cfg.gamma > 0 and ctx.penalty_gain > 0:
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
                 d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale)
             loss = losses.discriminator_relativistic(real_scores, fake_scores)
             out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean(), gp=penalty)
-            return loss + self.cfg.gamma_at(ctx.progress) / 2 * every * penalty, out
+            return loss + self.cfg.gamma_at(ctx.progress) / 2 * ctx.penalty_gain * penalty, out
         real_scores, fake_scores = d(real).reshape(-1), d(fake).reshape(-1)  # [B], [B]
         loss = losses.discriminator_relativistic(real_scores, fake_scores)
         return loss, metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
@@ -98,13 +97,14 @@ class RelativisticAdversary:
 @register("r3gan")
 class R3GAN(GAN):
     Options = R3GANOptions
+    images_only = True  # R3GAN is its image nets and their penalties
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:
         return ["method.gamma"] if cfg.gamma > 0 else []
 
     def build_adversary(self) -> RelativisticAdversary:
-        return RelativisticAdversary(self.cfg, tuple(self.recipe.data.augment))
+        return RelativisticAdversary(self.cfg, self.augment)
 
     def g_phase(self, batch: Batch, ctx: StepContext):
         real = batch["image"]
@@ -125,6 +125,7 @@ class ACLR3GANOptions(R3GANOptions, ACLAttachmentOptions):
 @register("acl_r3gan")
 class ACLR3GAN(ACLGAN):
     Options = ACLR3GANOptions
+    images_only = True
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:
@@ -132,7 +133,7 @@ class ACLR3GAN(ACLGAN):
         return (["method.gamma"] if cfg.gamma > 0 else []) + code
 
     def build_adversary(self) -> RelativisticAdversary:
-        return RelativisticAdversary(self.cfg, tuple(self.recipe.data.augment))
+        return RelativisticAdversary(self.cfg, self.augment)
 
     def gx_phase(self, batch: Batch, ctx: StepContext):
         real = batch["image"]

@@ -13,7 +13,7 @@ from acl_dist.methods.base import _REGISTRY, Method
 from acl_dist.methods.options import MethodOptions
 
 if TYPE_CHECKING:
-    from acl_dist.config import Recipe
+    from acl_dist.sections import ModelConfig
 
 
 def method_names() -> list[str]:
@@ -31,5 +31,8 @@ def options_class(name: str) -> type[MethodOptions]:
     return method_class(name).Options
 
 
-def build_method(recipe: Recipe, data_dim: int | None = None) -> Method:
-    return method_class(recipe.method.name)(recipe, data_dim)
+def build_method(options: MethodOptions, model: ModelConfig, data_dim: int | None = None,
+                 augment: tuple[str, ...] = ()) -> Method:
+    """The method ``options.name`` from its own section, the nets' shapes, the vector size of vector data (None
+    for images) and the DiffAugment policies its critics see images through."""
+    return method_class(options.name)(options, model, data_dim, tuple(augment))

@@ -27,17 +27,16 @@ from typing import TYPE_CHECKING, Iterator, Protocol
 import torch
 from torch import Tensor
 
+from acl_dist import rules
 from acl_dist.errors import TrainingError
-from acl_dist.train import rules
 
 if TYPE_CHECKING:
-    from acl_dist.config import Recipe
+    from acl_dist.sections import Recipe
 
 log = logging.getLogger(__name__)
 Batch = dict[str, Tensor]
 
 
-MODES = ("auto", "always", "never")
 # torch.cuda.graph's cudaStreamCaptureMode. "global" (PyTorch's default) invalidates a capture when any thread
 # makes a call CUDA deems unsafe while it records; in the CUDA test file's sequence (H100, torch 2.11+cu130)
 # that happened in the 10th test, at its first capture, and every later capture in the process then failed

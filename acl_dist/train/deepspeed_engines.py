@@ -14,7 +14,6 @@ weights, so the DeepSpeed JSON must not enable its own fp16/bf16 sections.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -23,35 +22,12 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import torch
 from torch import nn
 
-from acl_dist.errors import ConfigError
+from acl_dist.rules import load_deepspeed_config
 
 if TYPE_CHECKING:
-    from acl_dist.config import Recipe
+    from acl_dist.sections import Recipe
 
 log = logging.getLogger(__name__)
-
-
-def load_deepspeed_config(recipe: Recipe) -> dict:
-    """The recipe's DeepSpeed JSON, with the fields the trainer owns filled in."""
-    path = recipe.launch.deepspeed
-    with open(path) as f:
-        try:
-            config = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ConfigError("launch.deepspeed", f"{path} is not valid JSON: {err}") from None
-    for section in ("fp16", "bf16"):
-        if config.get(section, {}).get("enabled", False):
-            raise ConfigError("launch.deepspeed", f"{path} enables {section}; set train.mixed_precision instead "
-                              "(the trainer's autocast keeps fp32 master weights in every engine)")
-    if "optimizer" in config:
-        raise ConfigError("launch.deepspeed", f"{path} has an optimizer section; acl_dist passes torch's Adam "
-                          "(DeepSpeed's JIT-builds FusedAdam for over a minute and knows no per-net settings)")
-    config["train_micro_batch_size_per_gpu"] = recipe.train.batch_size
-    config["gradient_accumulation_steps"] = 1
-    if recipe.optim.grad_clip > 0:
-        config["gradient_clipping"] = recipe.optim.grad_clip
-    config.setdefault("steps_per_print", 10**9)
-    return config
 
 
 @contextlib.contextmanager

@@ -19,14 +19,13 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from acl_dist import distributed
+from acl_dist import distributed, rules
 from acl_dist.config import Recipe, dump_recipe, to_dict
-from acl_dist.data import build_stream, data_dim
+from acl_dist.data.sources import open_source
 from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, TrainingError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext
 from acl_dist.methods.registry import build_method
-from acl_dist.train import rules
 from acl_dist.train.checkpoint import (
     CheckpointWriter,
     RunLock,
@@ -79,6 +78,7 @@ class Trainer:
         # Nets are built in torch's default floating dtype (float32 unless a caller, such as the float64 golden
         # test, set another); batches are cast to it, so the data path never decides the arithmetic.
         self.dtype = torch.get_default_dtype()
+        self.source = open_source(recipe.data, recipe.model.resolution, recipe.model.channels)
         self.graphs = use_cuda_graphs(recipe, self.device, self.world)  # before the (capturable) optimizers
         self.channels_last = self._use_channels_last()
         self.run_dir = recipe.run_dir
@@ -88,8 +88,8 @@ class Trainer:
         self.updates = self._build_updates()
         self._maybe_compile()  # after the EMA's copies: those stay eager (they run once per grid or FID)
         torch.manual_seed(recipe.run.seed * 1000 + 17 + self.rank)  # per-rank noise from here on
-        self.stream = build_stream(recipe, rank=self.rank, world_size=self.world,
-                                   with_labels=self.method.needs_labels)
+        self.stream = self.source.stream(batch_size=recipe.train.batch_size, seed=recipe.run.seed, rank=self.rank,
+                                         world_size=self.world, with_labels=self.method.needs_labels)
         self.step = 0
         # Device-side counters: non-finite losses are counted without a host sync, read once per log tick.
         self._bad_run = torch.zeros((), device=self.device)  # steps in a row with a non-finite loss
@@ -108,12 +108,13 @@ class Trainer:
         self.fixed_noise = self._fixed_noise(64)
         self.evaluator = self._build_evaluator()
         self.resumed_from = self._maybe_resume()
-        self.graphed = GraphedStep(self, self.method.control_period()) if self.graphs else None
+        self.graphed = GraphedStep(self, self.control_period()) if self.graphs else None
 
     # -- building ------------------------------------------------------------------------------------
     def _build_method(self):
         torch.manual_seed(self.recipe.run.seed)  # identical initial weights on every rank
-        method = build_method(self.recipe, data_dim(self.recipe)).to(self.device)
+        r = self.recipe
+        method = build_method(r.method, r.model, self.source.data_dim, tuple(r.data.augment)).to(self.device)
         self.net_shapes = {k: tuple(v.shape) for k, v in method.nets.state_dict().items()}  # before any ZeRO-3
         if self.channels_last:
             method.to(memory_format=torch.channels_last)
@@ -124,7 +125,7 @@ class Trainer:
     def _use_channels_last(self) -> bool:
         """``train.channels_last`` (``rules.channels_last_wanted``: auto = NHWC on the CPU, not on CUDA or
         under DeepSpeed)."""
-        return rules.channels_last_wanted(self.recipe, self.device.type, data_dim(self.recipe) is not None)
+        return rules.channels_last_wanted(self.recipe, self.device.type, self.source.data_dim is not None)
 
     def _maybe_compile(self) -> None:
         """``train.compile``: torch.compile every net in place (state-dict keys and checkpoints unchanged).
@@ -174,7 +175,9 @@ class Trainer:
             return None
         from acl_dist.eval.during_training import build_tracker
 
-        return build_tracker(self.recipe, self.device, self.rank, self.world)
+        r = self.recipe
+        return build_tracker(r.eval, self.source, r.run.seed, self.run_dir, os.path.join(r.run.out_dir, ".fid_cache"),
+                             self.device, self.rank, self.world)
 
     # -- resume --------------------------------------------------------------------------------------
     def _maybe_resume(self) -> str | None:
@@ -297,6 +300,11 @@ class Trainer:
                 if o.beta2_final is not None:
                     group["betas"] = (beta1, beta2 + (o.beta2_final - beta2) * ramp)
 
+    def control_period(self) -> int:
+        """Phase iterations after which a step's Python decisions repeat (CUDA graphs capture one per residue):
+        the lazy penalties' schedules (``Phase.penalty_every``); nothing else in a loss branches on the step."""
+        return math.lcm(*(p.penalty_every for p in self.phases))
+
     def control_pattern(self, period: int) -> tuple:
         """This step's Python decisions: which phases are due, where each phase is in ``period`` (what a CUDA
         graph must be captured per; see cuda_graphs)."""
@@ -357,8 +365,9 @@ class Trainer:
         the device, and counted, when the loss is non-finite on some rank)."""
         for name, net in self.method.nets.items():
             net.requires_grad_(name in updates)
-        ctx = StepContext(self.step, self.phase_iterations[phase.name], self.device, self._grad_scale(),
-                          self._progress)
+        iteration = self.phase_iterations[phase.name]
+        ctx = StepContext(self.step, iteration, self.device, grad_scale=self._grad_scale(), progress=self._progress,
+                          penalty_gain=phase.penalty_gain(iteration))
         with self._autocast():
             loss, values = phase.loss(batch, ctx)
         bad = self.updates.apply(updates, loss)  # [1]
@@ -515,7 +524,7 @@ class Trainer:
     def _recalibrate_sampling_nets(self) -> None:
         """``eval.bn_recalibration``: the EMA copies' batch norms get statistics of fresh samples (see
         eval/recalibration.py); the next EMA update copies the training statistics back."""
-        recalibrate_sampling_nets(self.method, self.ema.nets, self.recipe, self.device)
+        recalibrate_sampling_nets(self.method, self.ema.nets, self.recipe.eval, self.recipe.run.seed, self.device)
 
     @torch.no_grad()
     def _save_samples(self) -> None:
@@ -524,7 +533,7 @@ class Trainer:
         self._recalibrate_sampling_nets()
         samples = self.method.generate(self.fixed_noise, nets=self.ema.nets).float().cpu()
         reference = None
-        if data_dim(self.recipe) is not None:
+        if self.source.data_dim is not None:
             reference = self.stream.data[:2000]
         save_samples(samples, os.path.join(self.run_dir, "samples", f"step-{self.step:08d}.png"), reference)
 

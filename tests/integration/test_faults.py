@@ -142,11 +142,11 @@ def _serve_shard_via_pipe(tmp_path, fail_times: int) -> str:
 
 
 def test_pipe_shard_failing_once_is_retried_and_gives_the_same_data(tmp_path):
-    from acl_dist.config import DataConfig
+    from acl_dist.data.sources.shards import ShardOptions
     from acl_dist.data.stream import build_shard_stream
 
     def batches(spec: str) -> list[torch.Tensor]:
-        cfg = DataConfig(source="shards", shards=spec, shuffle_buffer=1, corrupt="raise")
+        cfg = ShardOptions(source="shards", shards=spec, shuffle_buffer=1, corrupt="raise")
         s = build_shard_stream(cfg, resolution=8, channels=1, batch_size=8, seed=0, rank=0, world_size=1,
                                with_labels=True)
         it = iter(s)

@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from acl_dist.config import DataConfig
 from acl_dist.data.shards import Sample, write_shards
+from acl_dist.data.sources.shards import ShardOptions
 from acl_dist.data.stream import build_shard_stream
 
 WORLD, EPOCHS, BATCH = 2, 2, 5
@@ -23,7 +23,7 @@ WORLD, EPOCHS, BATCH = 2, 2, 5
 def _worker(rank, manifest, init_file, out_dir):
     """One rank: join the group, stream two epochs, write what it saw."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    cfg = DataConfig(source="shards", shards=manifest, num_workers=1, shuffle_buffer=16)
+    cfg = ShardOptions(source="shards", shards=manifest, num_workers=1, shuffle_buffer=16)
     stream = build_shard_stream(cfg, resolution=8, channels=1, batch_size=BATCH, seed=7, rank=rank,
                                 world_size=WORLD, with_labels=True)
     labels, it = [], iter(stream)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from acl_dist.config import load_recipe
-from acl_dist.repro import ablation
+from repro import ablation
 from tests.conftest import REPO
 
 

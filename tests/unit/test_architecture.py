@@ -1,7 +1,9 @@
-"""The layering the tree shows, kept by tests: maths free of distributed code, no import circles.
+"""The layering the tree shows, kept by tests: floors whose modules import only their own floor and the ones
+below (``FLOORS``, as docs/architecture.md draws them), maths free of distributed code, no import circles, and
+the reports' code (``repro/``) outside the package.
 
-Imports are read from the source (module level and inside functions alike: a lazy import is still a
-dependency), except those under ``if TYPE_CHECKING:``, which never run.
+Imports are read from the source: module level, inside functions (a lazy import is still a dependency) and under
+``if TYPE_CHECKING:`` (a type-only import is a dependency of the reader, and circles through them are circles).
 """
 
 from __future__ import annotations
@@ -30,18 +32,10 @@ def _modules() -> dict[str, str]:
 
 
 def _imports(path: str) -> set[str]:
-    """Every module name ``path`` imports, outside ``if TYPE_CHECKING:`` blocks."""
+    """Every module name ``path`` imports: module level, in functions and under ``if TYPE_CHECKING:`` alike."""
     found: set[str] = set()
 
     class Visitor(ast.NodeVisitor):
-        def visit_If(self, node: ast.If) -> None:
-            test = node.test
-            if getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING":
-                for child in node.orelse:
-                    self.visit(child)
-                return
-            self.generic_visit(node)
-
         def visit_Import(self, node: ast.Import) -> None:
             found.update(alias.name for alias in node.names)
 
@@ -64,6 +58,41 @@ def _graph() -> dict[str, set[str]]:
         return name or None
 
     return {m: {o for name in _imports(p) if (o := owner(name)) and o != m} for m, p in modules.items()}
+
+
+FLOORS = [  # bottom to top: (floor, module prefixes); a module is on the floor of its longest matching prefix
+    ("errors", ["acl_dist", "acl_dist.errors"]),
+    ("building blocks", ["acl_dist.nets", "acl_dist.ops", "acl_dist.losses", "acl_dist.stats", "acl_dist.priors",
+                         "acl_dist.media", "acl_dist.distributed"]),
+    ("schema", ["acl_dist.methods.options", "acl_dist.data.options", "acl_dist.sections"]),
+    ("components", ["acl_dist.methods", "acl_dist.data", "acl_dist.eval"]),
+    ("rules and loading", ["acl_dist.rules", "acl_dist.validation", "acl_dist.config"]),
+    ("trainer", ["acl_dist.train"]),
+    ("tools", ["acl_dist.cli", "acl_dist.__main__", "acl_dist.submit", "acl_dist.demo", "acl_dist.eval.cli",
+               "acl_dist.eval.loading", "acl_dist.data.shard_cli"]),
+]
+
+
+def floor_of(module: str) -> int:
+    matches = [(len(p), i) for i, (_, prefixes) in enumerate(FLOORS) for p in prefixes
+               if module == p or module.startswith(p + ".")]
+    assert matches, f"{module} is on no floor: add it to FLOORS (and docs/architecture.md)"
+    return max(matches)[1]
+
+
+def test_every_module_imports_only_its_floor_and_those_below():
+    graph = _graph()
+    upward = [f"{m} ({FLOORS[floor_of(m)][0]}) imports {o} ({FLOORS[floor_of(o)][0]})"
+              for m, targets in graph.items() for o in targets if floor_of(o) > floor_of(m)]
+    assert not upward, upward
+
+
+def test_the_package_never_imports_the_reports_code():
+    """repro/ (the reports) sits beside the package: it uses acl_dist as a user does, never the reverse."""
+    offenders = [f"{m} imports {name}" for m, p in _modules().items() for name in _imports(p)
+                 if name == "repro" or name.startswith("repro.")]
+    assert not offenders, offenders
+    assert not os.path.exists(os.path.join(PACKAGE, "repro"))
 
 
 def test_nets_methods_losses_and_ops_import_nothing_distributed():
@@ -110,8 +139,11 @@ def test_no_import_circles():
     assert not circles, circles
 
 
-def test_the_graph_sees_a_circle_when_there_is_one(tmp_path, monkeypatch):
-    """The circle test reads lazy imports too: a function-level import back is a circle."""
+def test_the_graph_reads_lazy_and_type_only_imports(tmp_path):
+    """A function-level import and an ``if TYPE_CHECKING:`` import are both edges (either would close a circle)."""
+    source = tmp_path / "m.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from acl_dist.sections import Recipe\n"
+                      "def f():\n    from acl_dist.config import load_recipe\n")
+    assert {"acl_dist.sections", "acl_dist.config"} <= _imports(str(source))
     graph = _graph()
-    assert "acl_dist.config" in graph["acl_dist.validation"] or "acl_dist.errors" in graph["acl_dist.validation"]
-    assert "acl_dist.methods.registry" in graph["acl_dist.config"]  # imported inside method_options()
+    assert "acl_dist.sections" in graph["acl_dist.methods.registry"]  # its type-only import of ModelConfig

@@ -85,11 +85,23 @@ def test_bad_recipes_name_the_key_path(overrides, path, words):
 
 
 def test_overrides_are_parsed_as_yaml_values():
-    recipe = load_recipe(None, ["optim.lr=1e-3", "data.flip=true", "method.name=infogan",
-                                "method.info_categorical=[4, 5]"])
+    recipe = load_recipe(None, ["optim.lr=1e-3", "data.augment=[color, cutout]", "method.name=infogan",
+                                "method.info_categorical=[4, 5]", "model.g_norm=none"])
     assert recipe.optim.lr == pytest.approx(1e-3)
-    assert recipe.data.flip is True
+    assert recipe.data.augment == ["color", "cutout"]
     assert recipe.method.info_categorical == [4, 5]
+
+
+def test_the_data_section_is_the_sources_own_options(tmp_path):
+    """As for methods: a key the chosen source does not read is an error naming it, never ignored."""
+    with pytest.raises(ConfigError, match="data.flip: digits has no option 'flip'"):
+        load_recipe(None, ["data.source=digits", "data.flip=true"])
+    with pytest.raises(ConfigError, match="data.toy_modes: shards has no option 'toy_modes'"):
+        load_recipe(None, ["data.source=shards", "data.toy_modes=3"])
+    recipe = load_recipe(None, ["data.source=toy", "data.toy_modes=3", "method.name=gan"])
+    assert recipe.data.toy_modes == 3
+    with pytest.raises(ConfigError, match="data.source: unknown data 'nope'"):
+        load_recipe(None, ["data.source=nope"])
 
 
 def test_dry_run_prints_the_resolved_recipe_with_only_the_methods_own_options(capsys):
@@ -117,7 +129,7 @@ def test_every_method_declares_the_nets_it_builds():
 
     for name in method_names():
         recipe = load_recipe(None, tiny_overrides(name, "/tmp/x"))
-        assert tuple(build_method(recipe).nets) == method_class(name).net_names, name
+        assert tuple(build_method(recipe.method, recipe.model).nets) == method_class(name).net_names, name
 
 
 def test_recipe_saved_by_an_older_version_still_loads_from_a_checkpoint():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from acl_dist.config import ConfigError, load_recipe
-from acl_dist.train.deepspeed_engines import load_deepspeed_config
+from acl_dist.rules import load_deepspeed_config
 from tests.conftest import tiny_overrides
 
 

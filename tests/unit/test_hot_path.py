@@ -116,8 +116,13 @@ def test_batches_per_step_is_what_a_step_draws(tiny_recipe, method):
 
 
 def test_control_period_follows_the_lazy_penalty(tiny_recipe):
-    assert Trainer(tiny_recipe("wgan_gp", "method.gp_every=4")).method.control_period() == 4
-    assert Trainer(tiny_recipe("acl_ae")).method.control_period() == 1
+    """The penalty schedule is data on the phases; the trainer's control period (a CUDA graph per residue) is
+    their least common multiple."""
+    trainer = Trainer(tiny_recipe("wgan_gp", "method.gp_every=4"))
+    assert [p.penalty_every for p in trainer.phases] == [4, 1] and trainer.control_period() == 4
+    assert [trainer.phases[0].penalty_gain(i) for i in range(5)] == [4.0, 0.0, 0.0, 0.0, 4.0]
+    assert Trainer(tiny_recipe("acl_ae")).control_period() == 1
+    assert Trainer(tiny_recipe("r3gan", "method.gp_every=3")).control_period() == 3
 
 
 def test_cuda_graphs_always_on_the_cpu_is_refused_with_the_reason(tiny_recipe):

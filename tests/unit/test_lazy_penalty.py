@@ -1,6 +1,6 @@
 """The lazy gradient penalty through the digits recipes: computed on exactly the critic iterations
 ``i % k == 0`` (i counts the critic phase's runs, d_steps per generator step), weighted by k there, absent
-elsewhere, and in step with ``Method.control_period`` (what a CUDA graph is captured per)."""
+elsewhere, and in step with ``Trainer.control_period`` (what a CUDA graph is captured per)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_lazy_penalty_schedule_and_gain_through_the_recipe(tmp_path, monkeypatch
     assert trainer.phase_iterations[critic.name] == iterations == len(losses)
     assert sorted(penalties) == [i for i in range(iterations) if i % every == 0]  # critic iterations, not steps
     assert all(losses[i][0] == i // cfg.d_steps for i in range(iterations))  # d_steps iterations per step
-    period = trainer.method.control_period()
+    period = trainer.control_period()
     assert period == every and all((i % period == 0) == (i in penalties) for i in range(iterations))
     scale = cfg.lambda_gan if name.startswith("acl") else 1.0  # ACL-GAN-GP's critic loss is lambda_gan * L_GAN
     for i, (_, loss, values) in losses.items():
@@ -84,7 +84,7 @@ def _check_logged_penalty(run_dir: str, phase: str, penalties: dict, d_steps: in
 
 def test_lazy_report_compares_throughput_only_between_runs_trained_under_one_load():
     """A k = 1 run reused from an earlier report trained under that time's load: no speed ratio against it."""
-    from acl_dist.repro import lazy
+    from repro import lazy
 
     def run(start: float, speed: float) -> dict:
         return {"speed": speed, "window": (start, start + 300.0)}
@@ -98,7 +98,7 @@ def test_lazy_report_compares_throughput_only_between_runs_trained_under_one_loa
 
 def test_lazy_report_gives_a_one_seed_screen_no_verdict():
     """R1/R2 rows run on one seed at the full budget: the report lists their FDs and judges nothing."""
-    from acl_dist.repro import lazy
+    from repro import lazy
 
     screen = {"gan+r1": {1: [{"fid": 80.0}], 4: [{"fid": 90.0}], 16: [{"fid": 70.0}]}}
     (line,) = lazy._verdicts(screen, {})

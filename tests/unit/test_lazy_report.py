@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from acl_dist.repro import lazy, table1
-from acl_dist.repro.jobs import ReproError
+from repro import lazy, table1
+from repro.jobs import ReproError
 
 
 def _overrides(job) -> list[str]:

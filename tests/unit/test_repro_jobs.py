@@ -7,7 +7,7 @@ import os
 import pytest
 
 from acl_dist.config import dump_recipe, load_recipe
-from acl_dist.repro.jobs import REPO, Job, ReproError, plan, run_jobs
+from repro.jobs import REPO, Job, ReproError, plan, run_jobs
 
 RECIPE = "recipes/digits/gan.yaml"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from acl_dist.priors import mixture_centers
-from acl_dist.repro.prior import jobs_for
-from acl_dist.repro.report import mean_std
-from acl_dist.repro.stats import mmd2, mmd2_per_bandwidth, mode_coverage, seed_verdict
+from repro.prior import jobs_for
+from repro.report import mean_std
+from repro.stats import mmd2, mmd2_per_bandwidth, mode_coverage, seed_verdict
 
 
 def test_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
@@ -75,7 +75,7 @@ def test_mean_std_formats_seeds():
 
 
 def test_a_curve_label_keeps_its_colour_in_every_panel():
-    from acl_dist.repro.report import line_colours
+    from repro.report import line_colours
 
     panels = {"acl_gan": [("gan", [], "--"), ("paper", [], "-"), ("gx_stats", [], "-"), ("all", [], "-")],
               "acl_ae": [("vae", [], "--"), ("paper", [], "-"), ("all", [], "-")]}

@@ -11,8 +11,8 @@ from PIL import Image
 from webdataset import tariterators
 
 from acl_dist import media
+from acl_dist.data.shard_inputs import FolderInput, NumpyInput, VideoInput, builtin_input, open_input
 from acl_dist.data.shards import Manifest, Sample, verify_shards, write_shards
-from acl_dist.data.sources import FolderSource, NumpySource, VideoSource, builtin_source, open_source
 
 
 def read_back(out_dir):
@@ -56,7 +56,7 @@ def image_folder(tmp_path):
 
 def test_folder_source_png_exact(image_folder, tmp_path):
     root, arrays = image_folder
-    src = FolderSource(root)
+    src = FolderInput(root)
     write_shards(src, tmp_path / "out", max_count=2, progress=False, class_names=src.class_names)
     assert sorted(os.path.basename(s.path) for s in src.skipped) == ["broken.jpg", "notes.png"]
     m, got = read_back(tmp_path / "out")
@@ -72,7 +72,7 @@ def test_folder_source_png_exact(image_folder, tmp_path):
 
 def test_jpeg_output_and_resolution(image_folder, tmp_path):
     root, arrays = image_folder
-    write_shards(FolderSource(root), tmp_path / "out", image_format="jpg", resolution=8, progress=False)
+    write_shards(FolderInput(root), tmp_path / "out", image_format="jpg", resolution=8, progress=False)
     m, got = read_back(tmp_path / "out")
     assert m.image_format == "jpg" and m.resolution == 8
     assert all(v["image"].shape == (8, 8, 3) for v in got.values())
@@ -83,8 +83,8 @@ def test_jpeg_output_and_resolution(image_folder, tmp_path):
 
 def test_manifest_sha256_and_determinism(image_folder, tmp_path):
     root, _ = image_folder
-    m1 = write_shards(FolderSource(root), tmp_path / "a", max_count=3, progress=False)
-    m2 = write_shards(FolderSource(root), tmp_path / "b", max_count=3, progress=False)
+    m1 = write_shards(FolderInput(root), tmp_path / "a", max_count=3, progress=False)
+    m2 = write_shards(FolderInput(root), tmp_path / "b", max_count=3, progress=False)
     for info in m1.shards:
         data = (tmp_path / "a" / info.name).read_bytes()
         assert info.sha256 == hashlib.sha256(data).hexdigest() and info.bytes == len(data)
@@ -101,7 +101,7 @@ def test_numpy_chw_float(tmp_path):
     x = rng.integers(0, 256, (5, 3, 6, 7)).astype(np.float32) / 255.0  # [N, C, H, W] in [0, 1]
     y = np.array([3, 1, 4, 1, 5])
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    write_shards(NumpySource(tmp_path / "d.npz"), tmp_path / "out", progress=False)
+    write_shards(NumpyInput(tmp_path / "d.npz"), tmp_path / "out", progress=False)
     m, got = read_back(tmp_path / "out")
     assert sorted(got) == [f"{i:06d}" for i in range(5)] and m.classes == [1, 3, 4, 5]
     for i in range(5):
@@ -112,7 +112,7 @@ def test_numpy_chw_float(tmp_path):
 def test_numpy_gray_npy(tmp_path):
     x = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)  # [N, H, W] grayscale
     np.save(tmp_path / "g.npy", x)
-    write_shards(open_source(str(tmp_path / "g.npy")), tmp_path / "out", progress=False)
+    write_shards(open_input(str(tmp_path / "g.npy")), tmp_path / "out", progress=False)
     m, got = read_back(tmp_path / "out")
     assert m.modes == ["L"] and m.classes is None
     np.testing.assert_array_equal(got["000001"]["image"], x[1])
@@ -122,7 +122,7 @@ def test_builtin_digits(tmp_path):
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    m = write_shards(builtin_source("digits"), tmp_path / "out", max_count=1000, progress=False)
+    m = write_shards(builtin_input("digits"), tmp_path / "out", max_count=1000, progress=False)
     assert m.count == 1797 and [s.count for s in m.shards] == [1000, 797] and m.classes == list(range(10))
     _, got = read_back(tmp_path / "out")
     np.testing.assert_array_equal(got["digits_000042"]["image"], np.rint(d.images[42] * 255 / 16))
@@ -130,7 +130,7 @@ def test_builtin_digits(tmp_path):
 
 
 def test_builtin_lfw_is_offline():
-    src = builtin_source("lfw")
+    src = builtin_input("lfw")
     samples = list(src)
     assert len(samples) == 100 and samples[0].image.shape == (25, 25, 1)
 
@@ -139,7 +139,7 @@ def test_video_source(tmp_path):
     frames = [np.full((20, 28, 3), 40 * i, np.uint8) for i in range(5)]
     media.encode_video(frames, tmp_path / "clip.mp4", fps=5)
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 500)
-    src = VideoSource(tmp_path, size=16)
+    src = VideoInput(tmp_path, size=16)
     write_shards(src, tmp_path / "out", progress=False)
     assert [os.path.basename(s.path) for s in src.skipped] == ["broken.mp4"]
     m, got = read_back(tmp_path / "out")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from acl_dist.config import DataConfig
 from acl_dist.data.shards import Sample, write_shards
+from acl_dist.data.sources.shards import ShardOptions
 from acl_dist.data.stream import build_shard_stream, deal_shards
 from acl_dist.errors import DataError
 
@@ -63,7 +63,7 @@ def _write_uneven(samples, root, counts):
 
 
 def stream(manifest, *, rank=0, world=1, workers=0, batch=4, seed=0, labels=True, **kw):
-    cfg = DataConfig(source="shards", shards=manifest, num_workers=workers, shuffle_buffer=kw.pop("buffer", 10), **kw)
+    cfg = ShardOptions(source="shards", shards=manifest, num_workers=workers, shuffle_buffer=kw.pop("buffer", 10), **kw)
     return build_shard_stream(cfg, resolution=8, channels=1, batch_size=batch, seed=seed, rank=rank,
                               world_size=world, with_labels=labels)
 

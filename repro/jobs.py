@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import yaml
 from tqdm import tqdm
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ReproError(RuntimeError):

@@ -15,10 +15,10 @@ import json
 import os
 import statistics
 
-from acl_dist.repro import mnist
-from acl_dist.repro.jobs import Job, run_jobs
-from acl_dist.repro.report import fd_curves_figure, write_report
-from acl_dist.repro.stats import distance_verdict, welch
+from repro import mnist
+from repro.jobs import Job, run_jobs
+from repro.report import fd_curves_figure, write_report
+from repro.stats import distance_verdict, welch
 
 SEEDS = (100, 101, 102)
 PAIRS = [("R3GAN vs WGAN-GP (tuned on MNIST)", "wgan_gp", "r3gan"), ("ACL on R3GAN", "r3gan", "acl_r3gan")]

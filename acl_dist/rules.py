@@ -1,14 +1,16 @@
-"""What a recipe can run with, each rule written once: validation refuses a recipe with it before any process
-starts, and the trainer (or ``cuda_graphs``) applies the same rule at start, when device and process count
-are known. Plain functions of the recipe: nothing here builds or imports the training machinery.
+"""What a recipe can run with, each rule written once, beside the schema: validation refuses a recipe with it
+before any process starts, and the trainer (or ``cuda_graphs``) applies the same rule at start, when device and
+process count are known. Plain functions of the recipe (and of a DeepSpeed JSON file): nothing here builds or
+imports the training machinery.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
 
-if TYPE_CHECKING:
-    from acl_dist.config import Recipe
+from acl_dist.errors import ConfigError
+from acl_dist.methods.registry import method_class
+from acl_dist.sections import Recipe
 
 DEEPSPEED_LAYOUT = ("DeepSpeed engines broadcast parameters as bytes, which needs the default memory layout; "
                     "use train.channels_last: auto or never under DeepSpeed")
@@ -74,8 +76,6 @@ def _zero3_conflict(recipe: Recipe) -> tuple[str, str] | None:
     """ZeRO-3 releases each parameter's gathered copy after its use in a backward pass, so a gradient
     penalty's second backward through the critic finds empty weights (DeepSpeed issue #3539: ZeRO-3 does not
     support backpropagating twice through one forward)."""
-    from acl_dist.methods.registry import method_class
-
     keys = method_class(recipe.method.name).penalty_keys(recipe.method)
     if not keys:
         return None
@@ -83,3 +83,26 @@ def _zero3_conflict(recipe: Recipe) -> tuple[str, str] | None:
                                 f"({', '.join(keys)} > 0): the penalty backpropagates twice through the critic, "
                                 "and ZeRO-3 frees the gathered weights after the first pass (DeepSpeed issue "
                                 "#3539). Use ZeRO-1/2 (launch/deepspeed/zero2.json), which train every method")
+
+
+def load_deepspeed_config(recipe: Recipe) -> dict:
+    """The recipe's DeepSpeed JSON, with the fields the trainer owns filled in."""
+    path = recipe.launch.deepspeed
+    with open(path) as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ConfigError("launch.deepspeed", f"{path} is not valid JSON: {err}") from None
+    for section in ("fp16", "bf16"):
+        if config.get(section, {}).get("enabled", False):
+            raise ConfigError("launch.deepspeed", f"{path} enables {section}; set train.mixed_precision instead "
+                              "(the trainer's autocast keeps fp32 master weights in every engine)")
+    if "optimizer" in config:
+        raise ConfigError("launch.deepspeed", f"{path} has an optimizer section; acl_dist passes torch's Adam "
+                          "(DeepSpeed's JIT-builds FusedAdam for over a minute and knows no per-net settings)")
+    config["train_micro_batch_size_per_gpu"] = recipe.train.batch_size
+    config["gradient_accumulation_steps"] = 1
+    if recipe.optim.grad_clip > 0:
+        config["gradient_clipping"] = recipe.optim.grad_clip
+    config.setdefault("steps_per_print", 10**9)
+    return config

@@ -12,8 +12,8 @@ import sys
 
 from acl_dist.eval.cli import write_samples
 from acl_dist.eval.loading import load_run
-from acl_dist.repro.jobs import REPO, Job, ReproError, run_jobs
-from acl_dist.repro.report import write_report
+from repro.jobs import REPO, Job, ReproError, run_jobs
+from repro.report import write_report
 
 
 def budget(name: str) -> dict:

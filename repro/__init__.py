@@ -1,4 +1,8 @@
-"""`acl-dist repro NAME`: regenerate a part of the reproduction report under docs/results/.
+"""`acl-dist repro NAME` (or ``python -m repro NAME`` in a checkout): regenerate a part of the reproduction
+report under docs/results/.
+
+The reports' code lives here, beside the package and outside it: it trains and measures with acl_dist as a user
+would, and nothing in acl_dist imports it (``acl-dist repro`` runs ``python -m repro`` in the checkout).
 
 Parts: ``prior`` (ACL paper Fig. 11), ``table1`` (Table 1 / Fig. 6-8 on the digits), ``interpolation``
 (Fig. 10), ``ablation`` (how the ACL module is attached, each change alone and together), ``lazy`` (the
@@ -22,11 +26,11 @@ PARTS = ("prior", "table1", "interpolation", "ablation", "lazy", "mnist", "r3gan
 def _part(name: str):
     import importlib
 
-    return importlib.import_module(f"acl_dist.repro.{name}")
+    return importlib.import_module(f"repro.{name}")
 
 
 def run_repro(args: argparse.Namespace) -> int:
-    from acl_dist.repro.jobs import ReproError
+    from repro.jobs import ReproError
 
     parts = PARTS if args.part == "all" else (args.part,)
     if args.stage != "all" and parts != ("mnist",):
@@ -47,11 +51,10 @@ def run_repro(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    from acl_dist.repro.jobs import default_parallel
+def build_parser() -> argparse.ArgumentParser:
+    from repro.jobs import default_parallel
 
-    p = subparsers.add_parser("repro", help="regenerate the reproduction report (docs/results/*.md)",
-                              description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="acl-dist repro", description=__doc__.splitlines()[0])
     p.add_argument("part", choices=(*PARTS, "all"))
     p.add_argument("--budget", choices=("full", "tiny", "gpu"), default="full",
                    help="full: the committed report's budget; tiny: seconds, toy-sized nets (tests); gpu: mnist's "
@@ -63,4 +66,12 @@ def register(subparsers) -> None:
                    help="where the training runs go: cpu (one thread each) or cuda (--jobs runs share one GPU)")
     p.add_argument("--stage", choices=("all", "select", "confirm"), default="all",
                    help="mnist: select (screens, writes mnist_selection.json), confirm (from that file), or all")
-    p.set_defaults(func=run_repro)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    return run_repro(build_parser().parse_args(argv))

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 
 import torch
 
-from acl_dist.data.memory import toy_tensors
+from acl_dist.data.sources.toy import toy_tensors
 from acl_dist.eval.loading import load_run
 from acl_dist.priors import mixture_centers
-from acl_dist.repro.jobs import REPO, Job, run_jobs
-from acl_dist.repro.report import mean_std, write_report
-from acl_dist.repro.stats import MMD_BANDWIDTHS, VERDICTS, mmd2_per_bandwidth, mode_coverage, seed_verdict
 from acl_dist.train.checkpoint import complete_checkpoints
+from repro.jobs import REPO, Job, run_jobs
+from repro.report import mean_std, write_report
+from repro.stats import MMD_BANDWIDTHS, VERDICTS, mmd2_per_bandwidth, mode_coverage, seed_verdict
 
 STDS = (0.1, 0.3, 0.5)  # std of each mode of the 4-mode prior (the target's is 0.1)
 LRS = (1e-3, 3e-4, 1e-4)  # the code GAN's (Gz, Dc) learning rate; 1e-3 is the recipes' base
@@ -402,7 +402,7 @@ learning rate (`optim.lr_per_net={{Gz: lr, Dc: lr}}`): {', '.join(f'{lr:g}' for 
 1e-3. Every run also sets {fixed}; run names are `prior-<prior>-lr<lr>-seed<seed>`.
 
 Target: 4 Gaussian modes (std 0.1) on a circle of radius 2; codes are 2-D. The metrics and the verdict rule were
-declared before the runs (`acl_dist/repro/prior.py`): unbiased MMD² with one Gaussian kernel of width
+declared before the runs (`repro/prior.py`): unbiased MMD² with one Gaussian kernel of width
 0.1, 0.3, 1 or 3 at a time (never summed), on {POINTS} points per set, between data Dec(Gz(z)) and x and between
 codes Gz(z) and E(x) (lower is better; each run's codes are compared with its own encoder's, whose scale
 differs between runs); on data, the share of points within 3 std of a mode (high-quality), modes holding at

@@ -19,10 +19,10 @@ import json
 import os
 
 from acl_dist.methods.registry import options_class
-from acl_dist.repro import table1
-from acl_dist.repro.jobs import Job, run_jobs
-from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
-from acl_dist.repro.table1 import _scores, diagnostics
+from repro import table1
+from repro.jobs import Job, run_jobs
+from repro.report import fd_curves_figure, mean_std, write_report
+from repro.table1 import _scores, diagnostics
 
 BASES = {"acl_gan": ["gan"], "acl_gan_gp": ["wgan_gp"], "acl_ae": ["vae", "aae"]}
 PAPER = {  # the attachment as the paper describes it (and as the recipes had it before the ablation)
@@ -211,7 +211,7 @@ are what the ablation holds). Held for every run whatever the recipes' defaults:
 An ACL recipe shares every setting of its base recipe except the ACL module's own (Gz and Dc learn at 1e-3;
 under WGAN-GP they keep Adam betas (0.5, 0.9) while the image nets take the base's (0.0, 0.9)).
 
-Declared before the runs (see `acl_dist/repro/ablation.py`): final FD is the primary metric; code MMD² (Gz(z)
+Declared before the runs (see `repro/ablation.py`): final FD is the primary metric; code MMD² (Gz(z)
 against E(x), standardised by E(x)'s per-dimension scale, Gaussian kernels of widths 0.5, 1, 2 x sqrt(d), on
 1,000 codes), reconstruction FD (Gx(E(x)) or Dec(E(x))), the image critic's real-fake gap and Dc's accuracy
 (both averaged over the last quarter of the log) say where the quality goes. "vs paper" is the change of the

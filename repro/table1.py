@@ -15,8 +15,8 @@ import shutil
 import torch
 
 from acl_dist.eval.tracker import read_history
-from acl_dist.repro.jobs import Job, run_jobs
-from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
+from repro.jobs import Job, run_jobs
+from repro.report import fd_curves_figure, mean_std, write_report
 
 GROUPS = {  # baseline first, then its ACL version(s): the comparisons the paper makes
     "GAN family (Table 1)": ["gan", "acl_gan"],
@@ -72,7 +72,6 @@ def diagnostics(run_dir: str) -> dict:
     1,000) and, for methods that learn a code generator, how far Gz(z) is from E(x) (MMD² of standardised
     codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and
     a large code MMD² means the code GAN (L_Z) is the bottleneck."""
-    from acl_dist.eval.during_training import reference_images
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
     from acl_dist.eval.loading import load_run
@@ -82,7 +81,7 @@ def diagnostics(run_dir: str) -> dict:
     method, nets = loaded.method, loaded.nets
     if not method.encode_nets:
         return {"recon_fd": None, "code_mmd": None}
-    images = reference_images(loaded.recipe)
+    images = loaded.source().reference_images()
     extractor = build_extractor(loaded.recipe.eval.feature_extractor)
     dim = feature_dim(extractor)
     real = local_stats(images.split(200), extractor, len(images), dim)

@@ -37,10 +37,10 @@ from types import ModuleType
 
 import torch
 
-from acl_dist.repro import table1
-from acl_dist.repro.jobs import REPO, Job, ReproError, run_jobs
-from acl_dist.repro.report import fd_curves_figure, mean_std, write_report
-from acl_dist.repro.table1 import _scores
+from repro import table1
+from repro.jobs import REPO, Job, ReproError, run_jobs
+from repro.report import fd_curves_figure, mean_std, write_report
+from repro.table1 import _scores
 
 METHODS = ("wgan_gp", "acl_gan_gp")  # the penalised methods: their recipes' default k is the question
 EVERY = (1, 2, 4, 8, 16)
@@ -177,7 +177,7 @@ def benchmark(b: dict) -> dict[str, Costs]:
     gp = _gp_benchmark()
     recipe = load_recipe(os.path.join(REPO, "recipes/digits/wgan_gp.yaml"), b["extra"])
     torch.manual_seed(0)
-    critic = build_method(recipe).nets["D"].to(memory_format=torch.channels_last)
+    critic = build_method(recipe.method, recipe.model).nets["D"].to(memory_format=torch.channels_last)
     m = recipe.model
     shape = (recipe.train.batch_size, m.channels, m.resolution, m.resolution)
     real, fake = (torch.randn(shape).contiguous(memory_format=torch.channels_last) for _ in range(2))
@@ -326,7 +326,7 @@ linear loss would leave the scores away from the penalised side unbounded: the G
 critic (a batch-norm critic is refused under a penalty) and weight γ/2 = {GAMMA / 2} (γ = {GAMMA}, not tuned;
 each kind is compared with its own k = 1).
 
-Declared before the runs (see `acl_dist/repro/lazy.py`): final FD is the primary metric, mean ± std over
+Declared before the runs (see `repro/lazy.py`): final FD is the primary metric, mean ± std over
 seeds; "vs k = 1" is the change of its mean. A k is within the seed spread of k = 1 when the means differ by
 no more than the larger max − min of the two seed sets. "images/s" is each run's median over its log ticks;
 "step throughput" is that over the k = 1 run's of the same seed, given only when the two started within
