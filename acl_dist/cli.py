@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from acl_dist.config import dump_recipe, load_recipe
+from acl_dist.config import dump_recipe, find_recipe, load_recipe
 from acl_dist.errors import UserFacingError
 
 log = logging.getLogger("acl_dist")
@@ -22,7 +22,7 @@ LAUNCHED_ENV = "ACL_DIST_LAUNCHED"
 def _add_train(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a recipe (re-launches through accelerate when it asks "
                                             "for more processes)")
-    p.add_argument("recipe", help="YAML recipe, e.g. recipes/digits/acl_gan_gp.yaml")
+    p.add_argument("recipe", help="YAML recipe: a path, or a shipped recipe's name (digits/acl_gan_gp)")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.steps=200")
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
     p.set_defaults(func=run_train)
@@ -56,11 +56,11 @@ def run_train(args) -> int:
         print(dump_recipe(recipe), end="")
         return 0
     if recipe.launch.num_processes * recipe.launch.num_machines > 1 and not _under_launcher():
-        cmd, env = accelerate_command(recipe, args.recipe, args.overrides)
+        cmd, env = accelerate_command(recipe, os.path.abspath(find_recipe(args.recipe)), args.overrides)
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env=env)
     from acl_dist.distributed import leave_process_group
-    from acl_dist.train.trainer import Trainer
+    from acl_dist.training.trainer import Trainer
 
     try:
         result = Trainer(recipe).train()

@@ -21,6 +21,7 @@ from acl_dist.sections import (  # the schema's names, re-exported for users of 
     DataOptions,
     EvalConfig,
     LaunchConfig,
+    LogConfig,
     ModelConfig,
     OptimConfig,
     Recipe,
@@ -31,8 +32,9 @@ from acl_dist.sections import (  # the schema's names, re-exported for users of 
 )
 from acl_dist.validation import validate
 
-__all__ = ["ConfigError", "DataOptions", "EvalConfig", "LaunchConfig", "ModelConfig", "OptimConfig", "Recipe",
-           "RunConfig", "TrainConfig", "apply_override", "dump_recipe", "load_recipe", "recipe_from_dict", "to_dict"]
+__all__ = ["ConfigError", "DataOptions", "EvalConfig", "LaunchConfig", "LogConfig", "ModelConfig", "OptimConfig",
+           "Recipe", "RunConfig", "TrainConfig", "apply_override", "dump_recipe", "find_recipe", "load_recipe",
+           "recipe_from_dict", "to_dict"]
 
 
 def _option_classes() -> tuple[dict[str, type], dict[str, type]]:
@@ -63,12 +65,34 @@ def apply_override(data: dict, assignment: str) -> None:
     node[keys[-1]] = value
 
 
+SHIPPED = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes"),  # inside an installed wheel
+           os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")]  # a checkout
+
+
+def find_recipe(spec: str) -> str:
+    """The file ``spec`` names: a path, or a shipped recipe by name (``digits/gan``, ``digits/gan.yaml`` or
+    ``recipes/digits/gan.yaml`` from any directory, in a checkout or an installed package).
+
+    Raises:
+        ConfigError: no such file and no shipped recipe of that name.
+    """
+    if os.path.isfile(spec):
+        return spec
+    name = spec.removeprefix("recipes/")
+    for folder in SHIPPED:
+        for candidate in (name, f"{name}.yaml"):
+            path = os.path.join(folder, candidate)
+            if os.path.isfile(path):
+                return path
+    raise ConfigError("recipe", f"file not found: {spec} (nor a shipped recipe of that name, such as digits/gan)")
+
+
 def load_recipe(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load a YAML recipe, apply overrides, validate. Raises ConfigError naming the key path."""
+    """Load a YAML recipe (a path or a shipped name, :func:`find_recipe`), apply overrides, validate. Raises
+    ConfigError naming the key path."""
     data: dict = {}
     if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError("recipe", f"file not found: {path}")
+        path = find_recipe(path)
         with open(path) as f:
             try:
                 data = yaml.safe_load(f) or {}

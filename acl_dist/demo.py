@@ -29,7 +29,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from acl_dist.config import ConfigError, load_recipe
     from acl_dist.eval.cli import write_samples
     from acl_dist.eval.loading import load_run
-    from acl_dist.train.trainer import Trainer, TrainingError
+    from acl_dist.training.trainer import Trainer, TrainingError
 
     try:
         recipe = load_recipe(DEMO_RECIPE, ["launch.device=cpu", *args.overrides])

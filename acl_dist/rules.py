@@ -6,11 +6,24 @@ imports the training machinery.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 from acl_dist.errors import ConfigError
 from acl_dist.methods.registry import method_class
 from acl_dist.sections import Recipe
+
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # log.trackers -> module it needs
+TRACKER_EXTRAS = {"tensorboard": "acl_dist", "wandb": "acl_dist[wandb]", "mlflow": "acl_dist[mlflow]"}
+
+
+def missing_tracker_library(name: str) -> str | None:
+    """The pip command that installs tracker ``name``'s library when it is not installed, else None: a recipe
+    naming it is refused at load, not at its first log tick."""
+    if importlib.util.find_spec(TRACKERS[name]) is None:
+        return f"pip install {TRACKER_EXTRAS[name]}"
+    return None
+
 
 DEEPSPEED_LAYOUT = ("DeepSpeed engines broadcast parameters as bytes, which needs the default memory layout; "
                     "use train.channels_last: auto or never under DeepSpeed")

@@ -62,7 +62,7 @@ class OptimConfig:
     lr: float = 2e-4  # default learning rate (DCGAN: 2e-4)
     beta1: float = 0.5  # Adam beta1 (DCGAN: 0.5; WGAN-GP: 0.0)
     beta2: float = 0.999  # Adam beta2 (WGAN-GP: 0.9)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # Adam's L2 weight decay on every trained net (0: none)
     lr_per_net: dict[str, float] = field(default_factory=dict)  # e.g. {D: 4e-4}
     betas_per_net: dict[str, list[float]] = field(default_factory=dict)  # e.g. {Gz: [0.5, 0.9]}: Adam betas of one net
     grad_clip: float = 0.0  # clip each phase's gradient norm to this; 0 disables
@@ -87,11 +87,22 @@ class TrainConfig:
     keep_checkpoints: int = 2  # complete checkpoints kept (newest first), besides best-FID
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
     progress: bool = True  # progress bar on rank 0
-    tensorboard: bool = True  # also write TensorBoard event files
     compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
     channels_last: str = "auto"  # auto | always | never: NHWC conv nets; auto = on the CPU (1.2x there), not CUDA
-    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (train/cuda_graphs.py)
+    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (training/cuda_graphs.py)
+
+
+@dataclass
+class LogConfig:
+    """Where rank 0 sends metrics besides RUN/metrics.jsonl: scalars every log tick, the recipe as the run's
+    config, sample grids and the evaluation plot as images; a resumed run continues the same tracker run."""
+
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # any of tensorboard, wandb, mlflow
+    # (the last two are extras: pip install acl_dist[wandb] / acl_dist[mlflow]); [] = metrics.jsonl only
+    project: str = "acl_dist"  # the wandb project / MLflow experiment the run goes to
+    mlflow_uri: str = ""  # MLflow tracking URI; empty: a file store in <run.out_dir>/mlruns
+    wandb_mode: str = ""  # online | offline | disabled; empty: wandb's own default (WANDB_MODE, then online)
 
 
 @dataclass
@@ -132,6 +143,7 @@ class Recipe:
     method: MethodOptions = field(default_factory=MethodOptions)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
@@ -222,8 +234,9 @@ def chosen_section(section: str, data: Any, classes: Mapping[str, type], strict:
     return build_dataclass(cls, {k: v for k, v in data.items() if k in known}, section)
 
 
-def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
-    """Build ``cls`` from a mapping; unknown keys and wrong types raise ConfigError naming the key path."""
+def build_dataclass(cls: type, data: Any, path: str = "", strict: bool = True) -> Any:
+    """Build ``cls`` from a mapping; unknown keys (dropped with ``strict=False``: a key older versions had) and
+    wrong types raise ConfigError naming the key path."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -234,6 +247,8 @@ def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
     for key, value in data.items():
         key_path = f"{path}.{key}" if path else str(key)
         if key not in names:
+            if not strict:
+                continue
             raise ConfigError(key_path, f"unknown key (known: {', '.join(sorted(names))})")
         kwargs[key] = _coerce(value, hints[key], key_path)
     return cls(**kwargs)
@@ -242,10 +257,16 @@ def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
 def build_recipe(data: dict, methods: Mapping[str, type], sources: Mapping[str, type], strict: bool = True
                  ) -> Recipe:
     """A Recipe from plain data: the fixed sections as they are, ``method`` and ``data`` into the classes their
-    names choose (``methods``, ``sources``: {name: options class}); ``strict`` as in :func:`chosen_section`."""
+    names choose (``methods``, ``sources``: {name: options class}). ``strict=False`` drops keys this version
+    does not have (a recipe saved by an older one) instead of refusing them."""
     data = dict(data)
     chosen = {section: data.pop(section, {}) for section in CHOSEN_BY}
-    recipe = build_dataclass(Recipe, data)
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown and strict:
+        raise ConfigError(unknown[0], f"unknown key (known: {', '.join(sorted(fields))})")
+    recipe = Recipe(**{name: build_dataclass(typing.get_type_hints(Recipe)[name], value, name, strict)
+                       for name, value in data.items() if name in fields})
     recipe.method = chosen_section("method", chosen["method"], methods, strict)
     recipe.data = chosen_section("data", chosen["data"], sources, strict)
     return recipe

@@ -51,7 +51,23 @@ def validate(recipe: Recipe) -> None:
     _check_model(recipe)
     _check_method(recipe)
     _check_train(recipe)
+    _check_log(recipe)
     check_metrics(recipe.eval.metrics, recipe.eval.feature_extractor)
+
+
+def _check_log(recipe: Recipe) -> None:
+    """Known trackers, once each, whose libraries are installed (else one line naming the extra to install)."""
+    trackers = recipe.log.trackers
+    for i, name in enumerate(trackers):
+        if name not in rules.TRACKERS:
+            raise ConfigError(f"log.trackers[{i}]", f"unknown tracker {name!r}; known: {', '.join(rules.TRACKERS)}")
+        if name in trackers[:i]:
+            raise ConfigError(f"log.trackers[{i}]", f"{name} is listed twice")
+        install = rules.missing_tracker_library(name)
+        if install:
+            raise ConfigError(f"log.trackers[{i}]", f"{name} is not installed: {install}")
+    if recipe.log.wandb_mode not in ("", "online", "offline", "disabled"):
+        raise ConfigError("log.wandb_mode", f"{recipe.log.wandb_mode!r} is not one of online, offline, disabled")
 
 
 def vector_data(recipe: Recipe) -> bool:

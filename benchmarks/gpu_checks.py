@@ -63,7 +63,7 @@ PREFLIGHT = """
 import sys, torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "device",
       torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
-import acl_dist.cli, acl_dist.data.stream, acl_dist.eval.tracker, acl_dist.train.trainer  # what the steps import
+import acl_dist.cli, acl_dist.data.stream, acl_dist.eval.tracker, acl_dist.training.trainer  # what the steps import
 import torch_fidelity, webdataset, ffmpeg  # the wheels the GPU image lacks (benchmarks/gpu_wheels.sh)
 if sys.argv[1] == "cuda" and not torch.cuda.is_available():
     sys.exit("no CUDA device visible")
@@ -155,7 +155,7 @@ def train_overrides(s: Settings) -> list[str]:
     out = [f"data.shards={s.scratch}/digits256/manifest.json", "data.flip=false", f"run.out_dir={s.scratch}/runs",
            f"run.name={RUN_NAME}", "run.resume=none", f"train.steps={n}", f"train.log_every={max(1, n // 12)}",
            f"train.sample_every={max(1, n // 3)}", "train.ckpt_every=0", "train.progress=false",
-           "train.tensorboard=false", f"eval.every={max(1, n // 6)}", "eval.feature_extractor=digits-cnn",
+           "log.trackers=[]", f"eval.every={max(1, n // 6)}", "eval.feature_extractor=digits-cnn",
            f"launch.device={s.device}"]
     if s.smoke:  # small nets, few samples: the same code paths in seconds
         out += ["model.resolution=32", "model.base_channels=8", "model.max_channels=16", "model.acl_hidden=16",
@@ -171,7 +171,7 @@ def r3gan_mnist_overrides(s: Settings) -> list[str]:
     n = 4 if s.smoke else 30000
     return [f"run.out_dir={s.scratch}/runs", "run.name=r3gan-mnist", "run.resume=none", f"train.steps={n}",
             f"train.log_every={max(1, n // 30)}", f"eval.every={max(1, n // 15)}", "train.ckpt_every=0",
-            "train.progress=false", "train.tensorboard=false", f"launch.device={s.device}",
+            "train.progress=false", "log.trackers=[]", f"launch.device={s.device}",
             f"train.sample_every={n}"] + (["eval.num_samples=64", "train.batch_size=4"] if s.smoke else [])
 
 

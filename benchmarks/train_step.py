@@ -55,7 +55,7 @@ from acl_dist import losses  # noqa: E402
 from acl_dist.config import Recipe, load_recipe  # noqa: E402
 from acl_dist.data.sources.digits import digits_tensors  # noqa: E402
 from acl_dist.methods.registry import build_method  # noqa: E402
-from acl_dist.train.trainer import Trainer  # noqa: E402
+from acl_dist.training.trainer import Trainer  # noqa: E402
 
 RECIPE = "recipes/digits/acl_gan_gp.yaml"
 NETS = ("Dx", "Gx", "E", "Dc", "Gz")  # the nets acl_gan_gp trains
@@ -210,7 +210,7 @@ def base_overrides(args: argparse.Namespace, batch: int, device: torch.device) -
     """What both sides share: the size, the precision, in-memory digits, nothing written or evaluated, one
     device without DeepSpeed (the 512 recipe names ZeRO-2 for its multi-GPU runs)."""
     return [f"model.resolution={args.resolution}", f"train.batch_size={batch}", "train.progress=false",
-            "train.tensorboard=false", f"train.mixed_precision={args.precision}", f"launch.device={device.type}",
+            "log.trackers=[]", f"train.mixed_precision={args.precision}", f"launch.device={device.type}",
             "run.out_dir=/tmp/acl_dist_bench", "run.resume=none", "eval.every=0", "train.ckpt_every=0",
             "data.source=digits", "launch.deepspeed="]
 

@@ -30,8 +30,9 @@ def _part(name: str):
 
 
 def run_repro(args: argparse.Namespace) -> int:
-    from repro.jobs import ReproError
+    from repro.jobs import QUIET, ReproError
 
+    QUIET["on"] = args.quiet
     parts = PARTS if args.part == "all" else (args.part,)
     if args.stage != "all" and parts != ("mnist",):
         print("acl-dist repro: --stage is mnist's (acl-dist repro mnist --stage ...)", file=sys.stderr)
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the training runs go: cpu (one thread each) or cuda (--jobs runs share one GPU)")
     p.add_argument("--stage", choices=("all", "select", "confirm"), default="all",
                    help="mnist: select (screens, writes mnist_selection.json), confirm (from that file), or all")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (off anyway when stderr is not a terminal)")
     return p
 
 

@@ -36,7 +36,7 @@ def _lfw_manifest(runs_root: str) -> str:
 
 def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     b = budget(budget_name)
-    common = [f"train.steps={b['steps']}", "train.ckpt_every=0", "eval.every=0", "train.tensorboard=false",
+    common = [f"train.steps={b['steps']}", "train.ckpt_every=0", "eval.every=0", "log.trackers=[]",
               f"train.sample_every={b['steps']}", *b["extra"]]
     jobs = [Job("interp-acl_gan-digits", "recipes/digits/acl_gan.yaml", common),
             Job("interp-acl_gan-faces", "recipes/digits/acl_gan.yaml",

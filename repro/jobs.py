@@ -26,6 +26,9 @@ from tqdm import tqdm
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+QUIET = {"on": False}  # `acl-dist repro --quiet`: no progress bars
+
+
 class ReproError(RuntimeError):
     """A training run of a report failed; the message names the run and its log."""
 
@@ -40,7 +43,8 @@ class Job:
         return os.path.join(runs_root, self.name)
 
 
-NOT_COMPUTED = {"run": ("name", "out_dir", "resume"), "train": ("progress",), "launch": ("device",)}
+NOT_COMPUTED = {"run": ("name", "out_dir", "resume"), "train": ("progress", "tensorboard"), "launch": ("device",),
+                "log": ("trackers", "project", "mlflow_uri", "wandb_mode")}
 
 
 def fingerprint(data: dict) -> dict:
@@ -155,7 +159,8 @@ def run_jobs(jobs: list[Job], runs_root: str, parallel: int, what: str, device: 
     errors: list[str] = []
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         futures = {pool.submit(_run_one, job, runs_root, device): job for job in to_train}
-        for future in tqdm(as_completed(futures), total=len(to_train), desc=what, unit="run"):
+        for future in tqdm(as_completed(futures), total=len(to_train), desc=what, unit="run",
+                           disable=True if QUIET["on"] else None):  # None: off when stderr is not a terminal
             job = futures[future]
             try:
                 done[job.name] = future.result()

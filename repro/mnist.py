@@ -77,7 +77,7 @@ def budget(name: str) -> dict:
 
 def _common(b: dict, seed: int) -> list[str]:
     return [f"train.steps={b['steps']}", f"eval.every={b['eval_every']}", f"eval.num_samples={b['samples']}",
-            "train.ckpt_every=0", f"train.sample_every={b['steps']}", "train.tensorboard=false",
+            "train.ckpt_every=0", f"train.sample_every={b['steps']}", "log.trackers=[]",
             f"train.log_every={b['log_every']}", *b["extra"], f"run.seed={seed}"]
 
 

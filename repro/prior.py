@@ -41,7 +41,7 @@ import torch
 from acl_dist.data.sources.toy import toy_tensors
 from acl_dist.eval.loading import load_run
 from acl_dist.priors import mixture_centers
-from acl_dist.train.checkpoint import complete_checkpoints
+from acl_dist.training.checkpoint import complete_checkpoints
 from repro.jobs import REPO, Job, run_jobs
 from repro.report import mean_std, write_report
 from repro.stats import MMD_BANDWIDTHS, VERDICTS, mmd2_per_bandwidth, mode_coverage, seed_verdict
@@ -54,7 +54,7 @@ CURVE_LINEAR = 1e-4  # the curves' axis is linear within ± this (the unbiased M
 NULL_DRAWS = 10  # pairs of disjoint target samples for the no-difference reference
 FIXED = {  # what every run of the sweep sets, whatever the recipes say
     "data.toy_modes": 4, "data.toy_radius": 2.0, "data.toy_std": 0.1, "model.code_dim": 2, "optim.lr": 1e-3,
-    "train.batch_size": 256, "train.ema": 0.0, "train.sample_every": 1000000, "train.tensorboard": "false",
+    "train.batch_size": 256, "train.ema": 0.0, "train.sample_every": 1000000, "log.trackers": "[]",
     "train.keep_checkpoints": 1000,
 }
 # (key, column label, higher is better); the MMD keys are f"{space}_mmd@{width}"

@@ -45,7 +45,7 @@ def common_overrides(b: dict) -> list[str]:
     """What every report run sets besides its recipe and seed (shared with the ablation and lazy reports)."""
     return [f"train.steps={b['steps']}", f"eval.every={b['eval_every']}", f"eval.num_samples={b['samples']}",
             "eval.parzen=true", "train.ckpt_every=0", f"train.sample_every={b['steps']}",
-            "train.tensorboard=false", f"train.log_every={b['log_every']}", *b["extra"]]
+            "log.trackers=[]", f"train.log_every={b['log_every']}", *b["extra"]]
 
 
 def jobs_for(budget_name: str, methods: list[str] = METHODS) -> list[Job]:

@@ -17,7 +17,7 @@ TINY = [
     "data.source=digits", "model.resolution=8", "model.code_dim=4", "model.base_channels=4",
     "model.max_channels=8", "model.acl_hidden=8", "model.mlp_hidden=8", "model.d_norm=layer",
     "train.batch_size=8", "train.log_every=1", "train.sample_every=1000", "train.ckpt_every=0",
-    "train.progress=false", "train.tensorboard=false", "train.ema=0.9", "eval.every=0",
+    "train.progress=false", "log.trackers=[]", "train.ema=0.9", "eval.every=0",
 ]
 TINY_METHOD = {"infogan": ["method.info_categorical=[3]", "method.info_continuous=1"]}  # options of one method
 

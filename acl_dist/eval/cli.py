@@ -40,7 +40,7 @@ def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, 
                   fps: float = 12.0, walk_keypoints: int = 4, video: bool = True,
                   device: torch.device = torch.device("cpu")) -> dict[str, str]:
     """Every picture the method supports, under ``out``; returns {what: path}."""
-    from acl_dist.train.outputs import save_samples
+    from acl_dist.training.outputs import save_samples
 
     method, nets = loaded.method.to(device), {name: net.to(device) for name, net in loaded.nets.items()}
     os.makedirs(out, exist_ok=True)
@@ -215,7 +215,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         cache = os.path.join(recipe.run.out_dir, ".fid_cache")
         evaluator = build_tracker(recipe.eval, loaded.source(), recipe.run.seed, out, cache, device,
-                                  state.process_index, state.num_processes)
+                                  state.process_index, state.num_processes, progress=not args.quiet)
     except MissingWeightsError as err:
         print(f"acl-dist eval: error: {err}", file=sys.stderr)
         return 2
@@ -275,4 +275,6 @@ def register(subparsers) -> None:
                    help="digits-cnn | inception-v3-compat | fd-dinov2 | clip (default: the recipe's)")
     p.add_argument("--weights", help="feature extractor weights file (Inception, DINOv2, CLIP offline)")
     p.add_argument("--parzen", action="store_true", help="also the Parzen-window log-likelihood")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr is "
+                   "not a terminal)")
     p.set_defaults(func=run_eval)

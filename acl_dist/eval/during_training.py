@@ -55,6 +55,11 @@ class TrainingEvaluator:
         self.parzen_data = parzen_data  # [2 * PARZEN_SPLIT, ...] real points on rank 0 (validation, test)
 
     @property
+    def plot_path(self) -> str | None:
+        """The evaluation plot (eval.png) this evaluator keeps up to date, if it draws one."""
+        return self.tracker.png_path if self.tracker is not None else None
+
+    @property
     def is_best(self) -> bool:
         return self.tracker is not None and self.tracker.is_best
 
@@ -100,13 +105,14 @@ def _parzen_data(source: TrainingSource, seed: int) -> torch.Tensor:
 
 
 def build_tracker(cfg: EvalConfig, source: TrainingSource, seed: int, report_dir: str, cache_dir: str,
-                  device: torch.device, rank: int, world: int) -> TrainingEvaluator | None:
+                  device: torch.device, rank: int, world: int, progress: bool = False) -> TrainingEvaluator | None:
     """The evaluator of ``cfg`` (the recipe's ``eval:``) for ``source`` (None when there is nothing to evaluate).
 
     Args:
         seed: the run's seed; the reference stream of a streamed source draws from another one derived from it.
         report_dir: where eval.csv / eval.png go (the run directory; `acl-dist eval` passes its own).
         cache_dir: the reference statistics cache, shared by the runs of one out_dir.
+        progress: progress bars while extracting (`acl-dist eval`; not during training, which has its own).
     """
     tracker = None
     if source.data_dim is not None:
@@ -124,7 +130,8 @@ def build_tracker(cfg: EvalConfig, source: TrainingSource, seed: int, report_dir
 
             def real() -> Iterator[torch.Tensor]:  # this rank's stream, with a seed of its own
                 return source.reference_stream(batch_size=cfg.batch_size, seed=seed, rank=rank, world_size=world)
-        tracker = EvalTracker(cfg, report_dir, device, real, cache_dir, source.dataset_key(), real_count=count)
+        tracker = EvalTracker(cfg, report_dir, device, real, cache_dir, source.dataset_key(), real_count=count,
+                              progress=progress)
     if tracker is None and not cfg.parzen:
         return None
     parzen = _parzen_data(source, seed) if cfg.parzen and rank == 0 else None

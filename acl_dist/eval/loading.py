@@ -20,7 +20,7 @@ from acl_dist.errors import CheckpointError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Method
 from acl_dist.methods.registry import build_method
-from acl_dist.train.checkpoint import load_state, resolve_checkpoint
+from acl_dist.training.checkpoint import load_state, resolve_checkpoint
 
 
 @dataclass
@@ -30,6 +30,16 @@ class LoadedRun:
     nets: dict[str, nn.Module]  # what generate()/encode()/decode() should use: EMA copies when asked
     step: int
     checkpoint: str
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` samples [n, C, H, W] in [-1, 1] (points [n, 2] for toy data) from the loaded sampling nets, on
+        noise seeded with ``seed`` (the global RNG is left as it was)."""
+        device = torch.device(device) if device is not None else next(self.method.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            out = self.method.generate(self.method.sample_noise(n, device), self.nets).float()
+        return out.clamp(-1, 1) if out.dim() == 4 else out  # images are [-1, 1]; toy points are not
 
     def source(self) -> TrainingSource:
         """The run's training source (its data, if it can be read here: shards may have moved)."""

@@ -133,9 +133,14 @@ class FeatureSet:
 
 @torch.no_grad()
 def _extract(batches: Iterable[torch.Tensor], extractor: FeatureExtractorBase, count: int, stats: bool,
-             features: bool, logits: bool) -> FeatureSet:
+             features: bool, logits: bool, progress: str = "") -> FeatureSet:
     """This rank's part: the first ``count`` images of ``batches`` ([-1, 1], [B, C, H, W]), through the
-    extractor once; FID's sums in float64, and the feature / logit rows in float32 when asked."""
+    extractor once; FID's sums in float64, and the feature / logit rows in float32 when asked. ``progress``: a
+    progress bar with that label on rank 0 (none when empty, or when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=count, desc=progress, unit="img", disable=None if progress and rank_and_world()[0] == 0 else True,
+               leave=False)
     name, dims = extractor.get_name(), layer_dims(extractor)
     feats_layer, logits_layer_ = feature_layer(name), logits_layer(name)
     device = next(extractor.parameters()).device
@@ -149,12 +154,15 @@ def _extract(batches: Iterable[torch.Tensor], extractor: FeatureExtractorBase, c
         out = extract_layers(extractor, images[: count - seen])
         f = out[feats_layer]  # [B, d]
         seen += len(f)
+        bar.update(len(f))
         if sums is not None:
             sums.add(f)
         if features:
             kept_features.append(f.cpu())
         if logits:
             kept_logits.append(out[logits_layer_].cpu())  # [B, C]
+
+    bar.close()
 
     def rows(kept: list[torch.Tensor], layer: str) -> torch.Tensor:  # [n, k]; a rank with no images has 0 rows
         return torch.cat(kept) if kept else torch.zeros(0, dims[layer])
@@ -199,6 +207,7 @@ def compute_metrics(
     options: MetricOptions,
     batch_size: int,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """``options.metrics`` of ``num_samples`` generated images against ``reference``; every rank must call it.
 
@@ -211,7 +220,8 @@ def compute_metrics(
     sizes = [min(batch_size, share - i) for i in range(0, share, batch_size)]
     dev = device if device is not None else next(extractor.parameters()).device
     local = _extract((generate(n).to(dev) for n in sizes), extractor, share, stats="fid" in options.metrics,
-                     features=options.needs_features, logits="isc" in options.metrics)
+                     features=options.needs_features, logits="isc" in options.metrics,
+                     progress="generated images" if progress else "")
     fake = _across_ranks(local)
     values = None
     if rank == 0:
@@ -249,6 +259,7 @@ def reference_set(
     cache_path: str | None = None,
     dataset_key: str = "",
     batch_size: int = 1,
+    progress: bool = False,
 ) -> FeatureSet:
     """FID statistics (every rank) and, ``with_features``, the features (rank 0) of ``num_samples`` real images.
 
@@ -269,7 +280,8 @@ def reference_set(
         stats = broadcast_stats(cached.stats if cached is not None else None, dim)
         return FeatureSet(stats, cached.features if cached is not None else None)
     share = shard_sizes(num_samples, world, batch_size)[rank]
-    ref = _across_ranks(_extract(batches, extractor, share, stats=True, features=with_features, logits=False))
+    ref = _across_ranks(_extract(batches, extractor, share, stats=True, features=with_features, logits=False,
+                                 progress="real images" if progress else ""))
     if rank == 0 and cache_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
         ref.stats.save(cache_path, features=ref.features, **meta)

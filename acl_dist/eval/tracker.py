@@ -93,8 +93,9 @@ class EvalTracker:
         cache_dir: str = "",
         dataset_key: str = "",
         real_count: int | None = None,
+        progress: bool = False,
     ):
-        self.cfg = cfg
+        self.cfg, self.progress = cfg, progress
         self.options = MetricOptions.from_config(cfg)
         self.run_dir = run_dir
         self.device = torch.device(device)
@@ -140,7 +141,7 @@ class EvalTracker:
         if self._real is None:
             batches = _Lazy(self.real_batches)  # the data stream is opened only on a cache miss
             self._real = reference_set(batches, self.extractor, self.real_count, self.options.needs_features,
-                                       self.cache_path, self.dataset_key, self.cfg.batch_size)
+                                       self.cache_path, self.dataset_key, self.cfg.batch_size, self.progress)
         return self._real
 
     def evaluate(self, step: int, generate: Callable[[int], torch.Tensor]) -> dict[str, float]:
@@ -152,7 +153,7 @@ class EvalTracker:
         """
         start = time.time()
         values = compute_metrics(generate, self.cfg.num_samples, self.reference(), self.extractor, self.options,
-                                 self.cfg.batch_size, self.device)
+                                 self.cfg.batch_size, self.device, self.progress)
         seconds = time.time() - start
         self.is_best = False
         if "fid" in values:

@@ -62,7 +62,7 @@ def run(name: str, out_dir: str, dtype: str = "float32", extra: tuple[str, ...] 
     """Train one configuration in ``dtype`` (``extra``: overrides after its own, for the test that a changed
     setting is caught); its nets, EMA copies and per-step metrics."""
     from acl_dist.config import load_recipe
-    from acl_dist.train.trainer import Trainer
+    from acl_dist.training.trainer import Trainer
 
     steps = STEPS if dtype == "float32" else float64_steps(name)
     with default_dtype(DTYPES[dtype]):

@@ -22,9 +22,9 @@ import torch
 
 from acl_dist.config import load_recipe
 from acl_dist.errors import CheckpointError, DataError, RunDirectoryBusy, RunWriteError
-from acl_dist.train import checkpoint as checkpoint_module
-from acl_dist.train.checkpoint import complete_checkpoints, latest_checkpoint, load_state, verify_safe
-from acl_dist.train.trainer import Trainer
+from acl_dist.training import checkpoint as checkpoint_module
+from acl_dist.training.checkpoint import complete_checkpoints, latest_checkpoint, load_state, verify_safe
+from acl_dist.training.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.unit.test_stream import make_shards
 
@@ -119,7 +119,7 @@ def test_skipped_samples_are_counted_in_metrics_and_tensorboard(tmp_path):
     _corrupt_one_image(root)
     recipe = load_recipe(None, _overrides(str(tmp_path), "counted", "data.source=shards", f"data.shards={manifest}",
                                           "data.shuffle_buffer=1", "train.steps=8", "train.log_every=2",
-                                          "train.tensorboard=true"))
+                                          "log.trackers=[tensorboard]"))
     Trainer(recipe).train()
     lines = [json.loads(line) for line in open(os.path.join(recipe.run_dir, "metrics.jsonl")) if "images_per_s" in line]
     assert all("data/corrupt_samples" in line and "data/unreadable_shards" in line for line in lines)

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from acl_dist.train.checkpoint import latest_checkpoint, load_state
+from acl_dist.training.checkpoint import latest_checkpoint, load_state
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
 ACCELERATE = [PYTHON, "-m", "accelerate.commands.launch"]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from acl_dist.train.checkpoint import latest_checkpoint, load_state
+from acl_dist.training.checkpoint import latest_checkpoint, load_state
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
 pytestmark = pytest.mark.slurm

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from acl_dist.config import load_recipe
-from acl_dist.train.checkpoint import latest_checkpoint
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.checkpoint import latest_checkpoint
+from acl_dist.training.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.integration.test_multiprocess_training import ACCELERATE, _env
 from tests.unit.test_stream import make_shards
@@ -137,11 +137,11 @@ def test_one_process_resumes_exactly_after_sigkill_with_workers(manifest, tmp_pa
 def test_changed_worker_count_on_resume_is_named(manifest, tmp_path, caplog):
     out = str(tmp_path)
     _train_here(out, "run", 2, manifest, 2)
-    with caplog.at_level(logging.WARNING, logger="acl_dist.train.trainer"):
+    with caplog.at_level(logging.WARNING, logger="acl_dist.training.trainer"):
         Trainer(_recipe(out, "run", 3, manifest, 1))
     assert "data.num_workers 2 -> 1" in caplog.text and "another order" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="acl_dist.train.trainer"):
+    with caplog.at_level(logging.WARNING, logger="acl_dist.training.trainer"):
         Trainer(_recipe(out, "run", 3, manifest, 2))
     assert "another order" not in caplog.text
 

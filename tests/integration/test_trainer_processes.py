@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from acl_dist.train.checkpoint import latest_checkpoint, load_state
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.checkpoint import latest_checkpoint, load_state
+from acl_dist.training.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 
 

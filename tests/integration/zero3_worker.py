@@ -11,7 +11,7 @@ import os
 import sys
 
 from acl_dist.config import load_recipe
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 from tests.conftest import REPO, tiny_overrides
 
 

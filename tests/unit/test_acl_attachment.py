@@ -10,7 +10,7 @@ from acl_dist.config import ConfigError
 from acl_dist.methods.base import Phase, StepContext, metrics
 from acl_dist.nets import CodeGenerator, StandardizedCode
 from acl_dist.nets.norms import batch_norms
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 
 
 def _code_std(gz: CodeGenerator, dim: int) -> float:
@@ -118,7 +118,7 @@ def test_recalibrated_statistics_differ_from_training_ones_and_feed_ema_sampling
     seen = []
     trainer.evaluator.tracker.evaluate = lambda step, generate: seen.append(_ema_gx_means(trainer)) or {"fid": 1.0}
     trainer.step = 3
-    trainer._periodic_outputs(type("Log", (), {"write": lambda *a: None})())
+    trainer._periodic_outputs(type("Log", (), {"write": lambda *a: None, "image": lambda *a: None})())
     assert torch.equal(torch.get_rng_state(), rng)
     recalibrated = _ema_gx_means(trainer)
     assert any(not torch.equal(a, b) for a, b in zip(recalibrated, training_stats))

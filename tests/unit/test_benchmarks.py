@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 from acl_dist.config import load_recipe
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 from tests.conftest import REPO
 
 
@@ -32,7 +32,7 @@ def test_plain_loop_takes_each_nets_adam_settings_as_the_trainer_does(train_step
     """The digits recipe gives the ACL module (Gz, Dc) lr 1e-3 and betas (0.5, 0.9), the image nets
     (0.0, 0.9): both sides must train the same maths for the speed-up to mean anything."""
     overrides = ["model.resolution=8", "model.base_channels=4", "model.max_channels=8", "model.acl_hidden=8",
-                 "train.batch_size=4", "launch.device=cpu", f"run.out_dir={tmp_path}", "train.tensorboard=false"]
+                 "train.batch_size=4", "launch.device=cpu", f"run.out_dir={tmp_path}", "log.trackers=[]"]
     recipe = load_recipe(train_step.RECIPE, overrides)
     plain = train_step.PlainLoop(recipe, train_step.torch.device("cpu"), "no")
     ours = Trainer(recipe).updates.optimizers

@@ -11,7 +11,7 @@ from torch import nn
 from acl_dist.methods.registry import method_names
 from acl_dist.ops import gp_triton
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, draw_alpha, penalty_from_gradients
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from acl_dist.methods.registry import method_names
-from acl_dist.train.trainer import Trainer, TrainingError
+from acl_dist.training.trainer import Trainer, TrainingError
 
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__")
 
@@ -131,7 +131,7 @@ def test_cuda_graphs_always_on_the_cpu_is_refused_with_the_reason(tiny_recipe):
 
 
 def test_cuda_graphs_auto_trains_eagerly_where_it_cannot_graph_and_says_why(tiny_recipe, caplog):
-    with caplog.at_level(logging.DEBUG, logger="acl_dist.train.cuda_graphs"):
+    with caplog.at_level(logging.DEBUG, logger="acl_dist.training.cuda_graphs"):
         trainer = Trainer(tiny_recipe("wgan_gp"))  # auto is the default
     assert trainer.recipe.train.cuda_graphs == "auto" and trainer.graphed is None
     assert "CUDA graphs off: it runs on cpu" in caplog.text

@@ -13,12 +13,12 @@ import torch
 
 from acl_dist.config import load_recipe
 from acl_dist.methods import common
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 from tests.conftest import REPO
 
 SMALL = ["model.resolution=8", "model.code_dim=4", "model.base_channels=4", "model.max_channels=8",
          "model.acl_hidden=8", "train.batch_size=8", "train.log_every=1", "train.sample_every=1000",
-         "train.ckpt_every=0", "train.progress=false", "train.tensorboard=false", "eval.every=0"]
+         "train.ckpt_every=0", "train.progress=false", "log.trackers=[]", "eval.every=0"]
 
 
 def _train_recording(tmp_path, monkeypatch, name: str, every: int, steps: int):

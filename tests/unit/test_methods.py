@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from acl_dist.methods.registry import method_names
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 from tests.numerics import FLOAT64_METRIC_RTOL, default_dtype
 
 ALL = method_names()

@@ -1,6 +1,8 @@
 """KID, Inception Score and precision/recall: torch-fidelity's own values on our features, cached references."""
 
+import io
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -141,3 +143,23 @@ def test_gather_without_a_process_group_is_the_rows_in_float32():
     rows = torch.arange(12, dtype=torch.float64).reshape(4, 3)
     out = gather_rows_to_main(rows, chunk_rows=3)
     assert out.dtype == torch.float32 and torch.equal(out, rows.float())
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("progress, terminal, shown", [(True, True, True), (True, False, False),
+                                                        (False, True, False)])
+def test_progress_bars_only_when_asked_and_on_a_terminal(monkeypatch, progress, terminal, shown):
+    """`acl-dist eval` shows progress while it generates and extracts (--quiet, or a log file, shows none)."""
+    stream = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    real, fake = digits(60), fakes(40)
+    ex = build_extractor("digits-cnn")
+    reference = reference_set(real.split(20), ex, len(real), False, batch_size=20, progress=progress)
+    pool = iter(fake.split(20))
+    compute_metrics(lambda n: next(pool)[:n], len(fake), reference, ex, MetricOptions(), 20, progress=progress)
+    text = stream.getvalue()
+    assert ("generated images" in text and "/40 " in text and "real images" in text and "/60 " in text) is shown, text

@@ -15,7 +15,7 @@ from acl_dist.methods.r3gan import R3GANOptions
 from acl_dist.nets.r3gan import R3Discriminator, R3Encoder, R3Generator, ResidualBlock
 from acl_dist.ops.diffaugment import augment, augment_ref, cutout, translation
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_penalty
-from acl_dist.train.trainer import Trainer
+from acl_dist.training.trainer import Trainer
 from tests.numerics import FLOAT64_METRIC_RTOL
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from acl_dist import rules
-from acl_dist.train.checkpoint import latest_checkpoint
-from acl_dist.train.trainer import Trainer, TrainingError
+from acl_dist.training.checkpoint import latest_checkpoint
+from acl_dist.training.trainer import Trainer, TrainingError
 from tests.conftest import tiny_overrides
 from tests.numerics import FLOAT64_METRIC_RTOL, default_dtype
 
@@ -21,7 +21,7 @@ def _weights(trainer):
 
 def test_training_writes_samples_metrics_checkpoint_and_recipe(tiny_recipe):
     recipe = tiny_recipe("acl_gan_gp", "train.steps=4", "train.sample_every=2", "train.log_every=2",
-                         "train.tensorboard=true")
+                         "log.trackers=[tensorboard]")
     result = Trainer(recipe).train()
     run = recipe.run_dir
     assert sorted(os.listdir(os.path.join(run, "samples"))) == ["step-00000002.png", "step-00000004.png"]
@@ -135,7 +135,7 @@ def test_several_processes_agree_on_a_stop_only_on_log_ticks(tiny_recipe, monkey
     """One process reads its own stop flag every step; with several, the all-reduce that a host read follows
     runs on log ticks (and the last step) only, never every step."""
     from acl_dist import distributed
-    from acl_dist.train.checkpoint import StopSignal
+    from acl_dist.training.checkpoint import StopSignal
 
     trainer = Trainer(tiny_recipe("gan", "train.steps=9", "train.log_every=4"))
     calls = []

@@ -1,42 +1,47 @@
-"""What rank 0 writes while training: the metrics log (JSONL + TensorBoard) and sample pictures."""
+"""What rank 0 writes while training: the metrics log (JSONL, and the trackers of ``log.trackers``) and sample
+pictures."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Sequence
 
 from torch import Tensor
 
+from acl_dist.training.trackers import Tracker
+
 
 class MetricsLog:
-    """Appends one JSON object per logging tick to ``RUN/metrics.jsonl`` and mirrors it to TensorBoard."""
+    """Appends one JSON object per logging tick to ``RUN/metrics.jsonl`` and sends it to the trackers (rank 0:
+    ``enabled``; the others write nothing)."""
 
-    def __init__(self, run_dir: str, enabled: bool, tensorboard: bool):
-        self.enabled, self.writer, self.file = enabled, None, None
+    def __init__(self, run_dir: str, enabled: bool, trackers: Sequence[Tracker] = ()):
+        self.enabled, self.file, self.trackers = enabled, None, list(trackers) if enabled else []
         if not enabled:
             return
         os.makedirs(run_dir, exist_ok=True)
         self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
 
     def write(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
             return
         self.file.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
         self.file.flush()
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(key, value, step)
+        for tracker in self.trackers:
+            tracker.scalars(step, values)
+
+    def image(self, step: int, key: str, path: str) -> None:
+        """A picture the run wrote (``path``) to every tracker, as ``key`` at ``step``."""
+        for tracker in self.trackers:
+            tracker.image(step, key, path)
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
-        if self.writer is not None:
-            self.writer.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 def save_samples(samples: Tensor, path: str, reference: Tensor | None = None) -> str:

@@ -26,7 +26,7 @@ from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, Tr
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext
 from acl_dist.methods.registry import build_method
-from acl_dist.train.checkpoint import (
+from acl_dist.training.checkpoint import (
     CheckpointWriter,
     RunLock,
     StopSignal,
@@ -36,10 +36,11 @@ from acl_dist.train.checkpoint import (
     recipe_differences,
     set_rng_state,
 )
-from acl_dist.train.cuda_graphs import GraphedStep, use_cuda_graphs
-from acl_dist.train.ema import EMA
-from acl_dist.train.outputs import MetricsLog, save_samples
-from acl_dist.train.update import DeepSpeedUpdates, OptimizerUpdates, Updates
+from acl_dist.training.cuda_graphs import GraphedStep, use_cuda_graphs
+from acl_dist.training.ema import EMA
+from acl_dist.training.outputs import MetricsLog, save_samples
+from acl_dist.training.trackers import open_trackers
+from acl_dist.training.update import DeepSpeedUpdates, OptimizerUpdates, Updates
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class Trainer:
 
     def _build_updates(self) -> Updates:
         """Adam per trained net, stepped by torch (``OptimizerUpdates``) or by DeepSpeed engines
-        (``DeepSpeedUpdates``, when the recipe names a DeepSpeed config); see train/update.py.
+        (``DeepSpeedUpdates``, when the recipe names a DeepSpeed config); see training/update.py.
 
         Torch's Adam is the fused kernel where it runs, because it can skip a step on the device: it reads a
         ``found_inf`` tensor and leaves parameters and moments untouched where it is set, so a non-finite
@@ -156,7 +157,7 @@ class Trainer:
                       for name in self.method.trained_nets()}
         if not self.recipe.launch.deepspeed:
             return OptimizerUpdates(nets, optimizers, self.device, self.accelerator, self.scaler, o.grad_clip)
-        from acl_dist.train.deepspeed_engines import build_engines
+        from acl_dist.training.deepspeed_engines import build_engines
 
         return DeepSpeedUpdates(nets, optimizers, self.device,
                                 build_engines(dict(nets.items()), optimizers, self.recipe, self.device))
@@ -415,7 +416,7 @@ class Trainer:
     def _train(self) -> TrainResult:
         t = self.recipe.train
         self._write_run_files()
-        metrics_log = MetricsLog(self.run_dir, self.is_main, t.tensorboard)
+        metrics_log = MetricsLog(self.run_dir, self.is_main, self._open_trackers())
         stop, last, ckpt = StopSignal(), {}, None
         bar = self._progress_bar()
         batches, sums = iter(self.stream), {}
@@ -439,7 +440,7 @@ class Trainer:
                     log.warning("stopped by signal at step %d; checkpoint %s", self.step, ckpt)
                     return TrainResult(self.run_dir, self.step, True, last, ckpt)
             ckpt = self.save_checkpoint()
-            self._save_samples()
+            self._save_samples(metrics_log)
             return TrainResult(self.run_dir, self.step, False, last, ckpt)
         finally:
             stop.close()
@@ -501,11 +502,14 @@ class Trainer:
     def _periodic_outputs(self, metrics_log: MetricsLog) -> None:
         t, e = self.recipe.train, self.recipe.eval
         if t.sample_every and self.step % t.sample_every == 0:
-            self._save_samples()
+            self._save_samples(metrics_log)
         if self.evaluator is not None and self.step % e.every == 0:
             self._recalibrate_sampling_nets()
             score = self.evaluator.evaluate(self.step, self.generate)
             metrics_log.write(self.step, {f"eval/{k}": v for k, v in score.items()})
+            plot = self.evaluator.plot_path
+            if plot and os.path.isfile(plot):
+                metrics_log.image(self.step, "eval", plot)
             if self.evaluator.is_best:
                 self.save_checkpoint("best")
         if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
@@ -527,7 +531,7 @@ class Trainer:
         recalibrate_sampling_nets(self.method, self.ema.nets, self.recipe.eval, self.recipe.run.seed, self.device)
 
     @torch.no_grad()
-    def _save_samples(self) -> None:
+    def _save_samples(self, metrics_log: MetricsLog | None = None) -> None:
         if not self.is_main:
             return
         self._recalibrate_sampling_nets()
@@ -535,7 +539,16 @@ class Trainer:
         reference = None
         if self.source.data_dim is not None:
             reference = self.stream.data[:2000]
-        save_samples(samples, os.path.join(self.run_dir, "samples", f"step-{self.step:08d}.png"), reference)
+        path = save_samples(samples, os.path.join(self.run_dir, "samples", f"step-{self.step:08d}.png"), reference)
+        if metrics_log is not None:
+            metrics_log.image(self.step, "samples", path)
+
+    def _open_trackers(self) -> list:
+        """``log.trackers`` on rank 0 (resuming their runs), with the resolved recipe as their config."""
+        if not self.is_main:
+            return []
+        r = self.recipe
+        return open_trackers(r.log, self.run_dir, r.run.name, r.run.out_dir, to_dict(r))
 
     def save_checkpoint(self, name: str | None = None) -> str:
         with self._full_parameters(self.method.nets.values()):  # ZeRO-3: whole weights, for sample/eval too

@@ -134,7 +134,7 @@ class DeepSpeedUpdates(Updates):
 
     def __init__(self, nets: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
                  engines: dict[str, object]):
-        from acl_dist.train.deepspeed_engines import zero_stage
+        from acl_dist.training.deepspeed_engines import zero_stage
 
         super().__init__(nets, optimizers, device)
         self.engines = engines
@@ -153,13 +153,13 @@ class DeepSpeedUpdates(Updates):
         return torch.zeros(1, device=self.device)
 
     def save(self, directory: str) -> None:
-        from acl_dist.train.deepspeed_engines import save_engines
+        from acl_dist.training.deepspeed_engines import save_engines
 
         save_engines(self.engines, os.path.join(directory, "deepspeed"))
 
     def load(self, directory: str) -> None:
-        from acl_dist.train.checkpoint import verify_safe
-        from acl_dist.train.deepspeed_engines import load_engines
+        from acl_dist.training.checkpoint import verify_safe
+        from acl_dist.training.deepspeed_engines import load_engines
 
         verify_safe(os.path.join(directory, "deepspeed"))  # DeepSpeed unpickles its files itself
         load_engines(self.engines, os.path.join(directory, "deepspeed"))
@@ -167,6 +167,6 @@ class DeepSpeedUpdates(Updates):
     def full_parameters(self, modules: Iterable[nn.Module], modifier_rank: int | None = None):
         if self.zero_stage != 3:
             return contextlib.nullcontext()
-        from acl_dist.train.deepspeed_engines import full_parameters
+        from acl_dist.training.deepspeed_engines import full_parameters
 
         return full_parameters(modules, modifier_rank)
