@@ -148,3 +148,18 @@ def test_the_graph_reads_lazy_and_type_only_imports(tmp_path):
     assert {"acl_dist.sections", "acl_dist.config"} <= _imports(str(source))
     graph = _graph()
     assert "acl_dist.sections" in graph["acl_dist.methods.registry"]  # its type-only import of ModelConfig
+
+
+def test_components_take_their_own_sections_never_the_whole_recipe():
+    """Methods, data sources and evaluation are built from their sections (docs/architecture.md): none of them
+    imports the loader or names the ``Recipe`` class; the tools among them (eval's CLI and run loading) may."""
+    components = ("acl_dist.methods", "acl_dist.data", "acl_dist.eval", "acl_dist.nets", "acl_dist.ops")
+    tools = {"acl_dist.eval.cli", "acl_dist.eval.loading", "acl_dist.data.shard_cli"}
+    offenders = []
+    for module, path in _modules().items():
+        if not module.startswith(components) or module in tools:
+            continue
+        names = _imports(path)
+        if "acl_dist.config" in names or "acl_dist.sections.Recipe" in names:
+            offenders.append(module)
+    assert not offenders, offenders
