@@ -72,6 +72,9 @@ def channels_last_wanted(recipe: Recipe, device_type: str, vector_data: bool) ->
 def deepspeed_conflict(recipe: Recipe, zero_stage: int) -> tuple[str, str] | None:
     """(key path, why) for the first setting DeepSpeed engines cannot run with (None: none)."""
     t = recipe.train
+    if recipe.launch.process_group != "auto":
+        return "launch.process_group", ("DeepSpeed sets up its own communication (NCCL on GPUs); leave "
+                                        "launch.process_group at auto under DeepSpeed")
     if t.mixed_precision == "fp16":
         return "train.mixed_precision", ("fp16 needs one GradScaler shared by all phases, which DeepSpeed "
                                          "engines do not share; use bf16 under DeepSpeed")

@@ -131,6 +131,7 @@ class LaunchConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     deepspeed: str = ""  # path of a DeepSpeed JSON config (launch/deepspeed/zero2.json); empty: plain DDP
     accelerate_config: str = ""  # accelerate config file passed to `accelerate launch`
+    process_group: str = "auto"  # auto: NCCL on GPUs, gloo on CPUs | gloo: processes may share a GPU (slower)
 
 
 @dataclass

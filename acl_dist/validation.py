@@ -26,6 +26,7 @@ CHOICES = {
     "train.channels_last": ("auto", "always", "never"),
     "eval.feature_extractor": EXTRACTORS,
     "launch.device": ("auto", "cpu", "cuda"),
+    "launch.process_group": ("auto", "gloo"),
 }
 POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
             "model.mlp_hidden", "model.num_classes", "model.r3gan_blocks", "model.r3gan_expansion",

@@ -17,6 +17,9 @@ need is kept back for them, so a slow benchmark cannot starve the training run:
     r3gan256     r3gan step vs its plain loop, 256 px, batch 64, bf16, the r3gan_ffhq256 recipe's nets, and a
                  torch.profiler table of our step's top kernels (issue 24; before step128 in the plan)
     r3gan256-max the same at the largest batch that fits (the goal: MFU >= 15 %, >= 1.5x the plain loop)
+    two-proc-gpu recipes/mnist/r3gan.yaml in 2 processes on the one GPU (launch.process_group: gloo; NCCL refuses
+                 two ranks on one device): the multi-process CUDA path, evaluation included, and the ranks' parameters
+                 agreeing at every log tick
     r3gan-mnist  recipes/mnist/r3gan.yaml on the GPU for 5 minutes, FD every 2,000 steps
     shard256     the shipped digits as WebDataset shards at 256 px (``acl-dist shard builtin:digits``)
     train256     recipes/acl_gan_gp_ffhq256.yaml on those shards, bf16: FID (digits-cnn) six times, grids
@@ -82,6 +85,20 @@ def peak():
 atexit.register(peak)
 sys.argv[0] = "acl_dist"
 runpy.run_module("acl_dist", run_name="__main__", alter_sys=True)
+"""
+# `acl-dist train` in 2 processes, then the run's log read back: the ranks' largest parameter divergence over
+# the log ticks (0.0 when gradients were averaged and the start broadcast), and the steps reached
+TWO_PROCESSES = """
+import json, os, subprocess, sys
+run_dir, argv = sys.argv[1], sys.argv[2:]
+code = subprocess.call([sys.executable, "-m", "acl_dist", "train", *argv])
+rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))] if code == 0 else []
+divergence = max((r.get("rank_divergence", float("nan")) for r in rows), default=float("nan"))
+from acl_dist.eval.tracker import read_history
+fids = [round(r["fid"], 1) for r in read_history(run_dir)] if code == 0 else []
+print(f"two processes: exit {code}, {len(rows)} log rows, last step {rows[-1]['step'] if rows else None}, "
+      f"largest rank divergence {divergence}, FD {fids}", flush=True)
+sys.exit(code or (0 if divergence == 0.0 else 1))
 """
 
 
@@ -175,6 +192,17 @@ def r3gan_mnist_overrides(s: Settings) -> list[str]:
             f"train.sample_every={n}"] + (["eval.num_samples=64", "train.batch_size=4"] if s.smoke else [])
 
 
+def two_process_overrides(s: Settings) -> list[str]:
+    """R3GAN's MNIST-5k recipe in 2 processes sharing the device over gloo: 200 steps, FD twice (the gathered
+    evaluation crosses processes too); the smoke run takes 4 steps on the CPU."""
+    n = 4 if s.smoke else 200
+    return [f"run.out_dir={s.scratch}/runs", "run.name=two-proc", "run.resume=none", f"train.steps={n}",
+            f"train.log_every={max(1, n // 10)}", f"eval.every={max(1, n // 2)}", "train.ckpt_every=0",
+            "train.progress=false", "log.trackers=[]", f"launch.device={s.device}", "launch.num_processes=2",
+            "launch.process_group=gloo", f"train.sample_every={n}"] + \
+        (["eval.num_samples=64", "train.batch_size=4"] if s.smoke else [])
+
+
 def plan(s: Settings) -> list[Step]:
     """Every step, most valuable first (see the module docstring)."""
     py, res256 = s.python, str(s.res(256))
@@ -192,6 +220,9 @@ def plan(s: Settings) -> list[Step]:
         bench(s, "r3gan256", "r3gan step 256 px, batch 64, ffhq256 recipe's nets", 256, "64", 90,
               "--recipe", R3GAN256, "--profile"),
         bench(s, "r3gan256-max", "r3gan step 256 px, largest batch", 256, "max", 150, "--recipe", R3GAN256),
+        Step("two-proc-gpu", "2 processes on the one GPU over gloo, recipes/mnist/r3gan.yaml, 200 steps",
+             [py, "-c", TWO_PROCESSES, f"{s.scratch}/runs/two-proc", "recipes/mnist/r3gan.yaml",
+              *two_process_overrides(s)], 120, keep=r"two processes:|process group|Error|error:"),
         Step("r3gan-mnist", "recipes/mnist/r3gan.yaml on the GPU, 5 minutes",
              [py, "-c", TRAIN_WITH_PEAK, "train", "recipes/mnist/r3gan.yaml", *r3gan_mnist_overrides(s)], 330,
              keep=r"fid |finished at step|graph|peak CUDA|Error|out of memory"),

@@ -55,8 +55,10 @@ class TrainResult:
 
 
 def build_accelerator(recipe: Recipe):
-    """accelerate's Accelerator for this recipe's device and precision (the process group comes with it)."""
-    from accelerate import Accelerator
+    """accelerate's Accelerator for this recipe's device and precision (the process group comes with it:
+    ``launch.process_group: gloo`` asks for gloo on GPUs too, and accelerate then places rank r on GPU
+    r mod the GPU count, so several processes can share one GPU)."""
+    from accelerate import Accelerator, InitProcessGroupKwargs
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # a second run in one process (tests, repro) may change the precision;
@@ -65,7 +67,9 @@ def build_accelerator(recipe: Recipe):
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("launch.device: cuda was asked for but no CUDA device is visible")
-    return Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=cpu)
+    group = recipe.launch.process_group
+    handlers = [] if group == "auto" else [InitProcessGroupKwargs(backend=group)]
+    return Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=cpu, kwargs_handlers=handlers)
 
 
 class Trainer:
@@ -76,6 +80,9 @@ class Trainer:
         self.accelerator = accelerator or build_accelerator(recipe)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process
+        if self.world > 1 and self.is_main:
+            log.info("%d processes, rank 0 on %s, process group %s", self.world, self.device,
+                     torch.distributed.get_backend())
         # Nets are built in torch's default floating dtype (float32 unless a caller, such as the float64 golden
         # test, set another); batches are cast to it, so the data path never decides the arithmetic.
         self.dtype = torch.get_default_dtype()

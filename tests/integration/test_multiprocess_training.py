@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 from acl_dist.training.checkpoint import latest_checkpoint, load_state
@@ -39,9 +40,12 @@ def test_accelerate_launch_two_processes_keeps_ranks_identical(tmp_path):
 
 
 def test_acl_dist_train_relaunches_itself_for_more_processes(tmp_path):
+    """With ``launch.process_group: gloo``, the option that lets several processes share one GPU (the path
+    benchmarks/gpu_checks.py's two-proc-gpu step takes on CUDA)."""
     ov = tiny_overrides("acl_gan_gp", str(tmp_path), "train.steps=4", "train.log_every=2",
-                        "launch.num_processes=2", "launch.device=cpu")
+                        "launch.num_processes=2", "launch.device=cpu", "launch.process_group=gloo")
     proc = subprocess.run([PYTHON, "-m", "acl_dist", "train", "recipes/digits/acl_gan_gp.yaml", *ov], cwd=REPO,
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"2 processes, rank 0 on cpu(:0)?, process group gloo", proc.stderr), proc.stderr[-3000:]
     _check_run(os.path.join(str(tmp_path), "acl_gan_gp"), 4)
