@@ -35,9 +35,11 @@ import os
 import shutil
 import statistics
 
+from acl_dist.config import load_recipe
 from acl_dist.eval.tracker import read_history
 from repro import ablation, table1
-from repro.jobs import Job, ReproError, run_jobs
+from repro.attachment import attachment_name
+from repro.jobs import REPO, Job, ReproError, run_jobs
 from repro.report import fd_curves_figure, mean_std, write_report
 from repro.stats import Difference, distance_verdict, seeds_needed, welch
 
@@ -315,6 +317,12 @@ def _summary(results: list[tuple[str, str, str, Difference]]) -> list[str]:
     return out
 
 
+def _attachment_words(method: str, overrides: dict) -> str:
+    """" (ACL attachment: residual+code_norm)" for an ACL configuration, named as the digits ablation names it."""
+    name = attachment_name(load_recipe(os.path.join(REPO, f"recipes/mnist/{method}.yaml"), _overrides(overrides)))
+    return "" if name == "—" else f" (ACL attachment: {name})"
+
+
 def _write(out_dir: str, runs_root: str, budget_name: str, b: dict, selection: dict, select_scores: dict,
            confirm: dict[str, list[dict]]) -> str:
     results = comparisons(confirm)
@@ -328,8 +336,8 @@ def _write(out_dir: str, runs_root: str, budget_name: str, b: dict, selection: d
     training = _training_figure(confirm, os.path.join(out_dir, "mnist_training.png"))
     grids, grid_rows = _grids(runs_root, out_dir, list(configs), b["confirm"][0])
     attachment = "\n".join(
-        f"- `{m}`: `recipes/mnist/{m}.yaml`{' with ' + ', '.join(f'`{o}`' for o in _overrides(v)) if v else ''}"
-        for m, (_, v) in configs.items())
+        f"- `{m}`: `recipes/mnist/{m}.yaml`{_attachment_words(m, v)}"
+        f"{' with ' + ', '.join(f'`{o}`' for o in _overrides(v)) if v else ''}" for m, (_, v) in configs.items())
     body = f"""
 Command: `acl-dist repro mnist --budget {budget_name}` ({b['steps']} generator steps per run at the recipes' batch
 size, FD every {b['eval_every']} steps on {b['samples']} EMA samples; one CPU thread per run). Protocol and metrics were

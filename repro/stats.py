@@ -1,5 +1,5 @@
 """Distances between point sets for the prior analysis: MMD with a stated kernel, mode coverage; the rules
-that turn seeds into a verdict (the seed-spread rule of the digits reports, Welch's CI of the MNIST report) and
+that turn seeds into a verdict (Welch's 95% CI of the difference; the older seed-spread rule of the prior report) and
 the number of seeds an effect needs."""
 
 from __future__ import annotations
@@ -92,22 +92,39 @@ def welch(base: list[float], other: list[float], level: float = 0.95) -> Differe
     Raises:
         ValueError: fewer than two values on a side (no spread to estimate).
     """
-    from scipy import stats as scipy_stats
-
     if len(base) < 2 or len(other) < 2:
         raise ValueError(f"Welch's test needs two values a side, got {len(base)} and {len(other)}")
-    mb, mo = statistics.fmean(base), statistics.fmean(other)
-    vb, vo = statistics.variance(base), statistics.variance(other)
-    se2 = vb / len(base) + vo / len(other)
-    diff = mo - mb
+    return welch_from_moments(statistics.fmean(base), statistics.stdev(base), len(base),
+                              statistics.fmean(other), statistics.stdev(other), len(other), level)
+
+
+def welch_from_moments(base_mean: float, base_std: float, n_base: int, other_mean: float, other_std: float,
+                       n_other: int, level: float = 0.95) -> Difference:
+    """``welch`` from each side's mean, sample std (n - 1) and count: what a published "mean ± std over n seeds"
+    table still allows when the per-seed values are gone."""
+    from scipy import stats as scipy_stats
+
+    if n_base < 2 or n_other < 2:
+        raise ValueError(f"Welch's test needs two values a side, got {n_base} and {n_other}")
+    vb, vo = base_std**2, other_std**2
+    se2 = vb / n_base + vo / n_other
+    diff = other_mean - base_mean
     if se2 == 0:
-        return Difference(mb, 0.0, mo, 0.0, len(base), len(other), diff, diff, diff,
+        return Difference(base_mean, 0.0, other_mean, 0.0, n_base, n_other, diff, diff, diff,
                           1.0 if diff == 0 else 0.0, math.inf)
-    df = se2**2 / ((vb / len(base)) ** 2 / (len(base) - 1) + (vo / len(other)) ** 2 / (len(other) - 1))
+    df = se2**2 / ((vb / n_base) ** 2 / (n_base - 1) + (vo / n_other) ** 2 / (n_other - 1))
     half = float(scipy_stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
     p = 2 * scipy_stats.t.sf(abs(diff) / math.sqrt(se2), df)
-    return Difference(mb, math.sqrt(vb), mo, math.sqrt(vo), len(base), len(other), diff, diff - half,
+    return Difference(base_mean, base_std, other_mean, other_std, n_base, n_other, diff, diff - half,
                       diff + half, float(p), float(df))
+
+
+def difference_sentence(other: str, base: str, d: Difference) -> str:
+    """One line a reader can check: both means, the difference with its 95% CI and p, and the verdict of
+    ``distance_verdict`` (a distance: lower is better)."""
+    return (f"{other} {d.other_mean:.1f} vs {base} {d.base_mean:.1f} ({d.n_other} and {d.n_base} seeds): "
+            f"{other} - {base} = {d.diff:+.1f}, 95% CI [{d.ci_low:+.1f}, {d.ci_high:+.1f}] (Welch, p = "
+            f"{d.p_value:.2g}): **{distance_verdict(d)}**")
 
 
 def distance_verdict(d: Difference) -> str:

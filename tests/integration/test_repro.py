@@ -26,11 +26,18 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     for method in ("gan", "acl_gan", "wgan_gp", "acl_gan_gp", "acl_sgan", "vae", "aae", "acl_ae"):
         row = re.search(rf"^\| {method} \| ([^|]+) \|", table, re.M)
         assert row and "±" in row.group(1), method  # 2 seeds at the tiny budget: mean ± std
+    assert re.search(r"^\| acl_gan \| .+ \| residual\+code_norm \|$", table, re.M)  # the attachment, named
+    assert re.search(r"^\| gan \| .+ \| — \|$", table, re.M)
     diag = re.search(r"^\| acl_gan_gp \| [^|]+ \| ([0-9.]+) ± [0-9.]+ \| ([-0-9.]+) ± [0-9.]+ \|$", table, re.M)
     assert diag and float(diag.group(1)) > 0, table  # reconstruction FD and code MMD² of the ACL module
     assert not re.search(r"^\| gan \| [^|]+ \| [^|]+ \| [^|]+ \|$", table, re.M)  # no encoder: no diagnostics
+    welch_line = (r"^- .+ 95% CI \[[-+0-9.]+, [-+0-9.]+\] \(Welch, p = [0-9.e-]+\): "
+                  r"\*\*(improves|worse|no evidence of a difference)\*\*\.$")
+    assert len(re.findall(welch_line, table.split("## What it shows", 1)[1], re.M)) == 5, table
     check_prior_report(out)
     ablation = (out / "acl_ablation.md").read_text()
+    shows = ablation.split("## What it shows", 1)[1]
+    assert len(re.findall(welch_line, shows, re.M)) + len(re.findall(r"^- .+ on one seed: no spread", shows, re.M)) == 4
     for method, bases in (("acl_gan", ["gan"]), ("acl_gan_gp", ["wgan_gp"]), ("acl_ae", ["vae", "aae"])):
         section = ablation.split(f"### {method}\n", 1)[1].split("###", 1)[0]
         for label in [f"base: {b}" for b in bases] + ["paper attachment", "all changes"]:
@@ -53,6 +60,9 @@ def check_prior_report(out) -> None:
     last-checkpoint table with a column per MMD kernel width, the verdict tables with a verdict and its numbers
     in every cell, the progressive-alignment table, both pictures, and the summary per metric."""
     text = (out / "prior.md").read_text()
+    first = text.split("Command:", 1)[0]  # the primary metric and the one verdict come first
+    assert "**Primary metric**" in first and re.search(r"\*\*Overall verdict.+\*\*(one seed a side|improves|worse|"
+                                                        r"no evidence of a difference)", first), first
     widths = ("0.1", "0.3", "1", "3")
     header = re.search(r"^\| prior \| code-GAN lr \| (.+) \|$", text, re.M).group(1).split(" | ")
     assert header == [f"data MMD² w={w}" for w in widths] + ["code MMD² w=1", "high-quality", "modes covered",
@@ -115,6 +125,9 @@ def check_mnist_report(out) -> None:
                                                 ("aae", "acl_ae"), ("arae", "acl_gan")], verdicts
     assert "mean FD over the last 4 evaluations" in text and "held-out" in text
     for method in ("acl_gan", "acl_gan_gp"):
-        assert re.search(rf"^- `{method}`: `recipes/mnist/{method}.yaml`", text, re.M), method
+        assert re.search(rf"^- `{method}`: `recipes/mnist/{method}.yaml` \(ACL attachment: residual\+code_norm\)",
+                         text, re.M), method
+    assert re.search(r"^- `acl_ae`: `recipes/mnist/acl_ae.yaml` \(ACL attachment: code_norm\)$", text, re.M)
+    assert re.search(r"^- `vae`: `recipes/mnist/vae.yaml`$", text, re.M)  # no ACL module, no attachment
     selection = json.loads((out / "mnist_selection.json").read_text())["selection"]
     assert set(selection) == {"gan", "wgan_gp", "acl_gan", "acl_gan_gp"}

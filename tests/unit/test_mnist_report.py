@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 from acl_dist.config import load_recipe
 from repro import mnist
 from repro.jobs import REPO, job_fingerprint
-from repro.stats import distance_verdict, seeds_needed, welch
+from repro.stats import difference_sentence, distance_verdict, seeds_needed, welch, welch_from_moments
 
 
 def test_welch_matches_scipy_and_the_verdict_follows_the_ci():
@@ -27,6 +27,20 @@ def test_welch_matches_scipy_and_the_verdict_follows_the_ci():
     assert distance_verdict(welch([5.0, 5.5, 6, 5.2], [10.0, 11, 12, 10.5])) == "worse"
     with pytest.raises(ValueError, match="two values"):
         welch([1.0], [2.0, 3.0])
+
+
+def test_welch_from_a_published_mean_and_std_matches_scipy_and_reads_as_one_sentence():
+    """The digits reports keep only mean ± std over 3 seeds; their verdicts are recomputed from those."""
+    d = welch_from_moments(92.7, 8.5, 3, 125.0, 28.5, 3)
+    ref = scipy_stats.ttest_ind_from_stats(125.0, 28.5, 3, 92.7, 8.5, 3, equal_var=False)
+    assert d.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    half = scipy_stats.t.ppf(0.975, d.df) * math.sqrt(28.5**2 / 3 + 8.5**2 / 3)
+    assert (d.ci_low, d.ci_high) == (pytest.approx(32.3 - half, rel=1e-9), pytest.approx(32.3 + half, rel=1e-9))
+    line = difference_sentence("acl_gan", "gan", d)
+    assert line.startswith("acl_gan 125.0 vs gan 92.7 (3 and 3 seeds): acl_gan - gan = +32.3, 95% CI [")
+    assert line.endswith("**no evidence of a difference**")
+    with pytest.raises(ValueError, match="two values"):
+        welch_from_moments(1.0, 0.0, 1, 2.0, 1.0, 3)
 
 
 def test_seeds_needed_is_the_classic_sample_size():
