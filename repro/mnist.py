@@ -40,7 +40,7 @@ from acl_dist.eval.tracker import read_history
 from repro import ablation, table1
 from repro.attachment import attachment_name
 from repro.jobs import REPO, Job, ReproError, run_jobs
-from repro.report import fd_curves_figure, mean_std, write_report
+from repro.report import fd_curves_figure, mean_curve, mean_std, write_report
 from repro.stats import Difference, distance_verdict, seeds_needed, welch
 
 LAST_EVALS = 4
@@ -246,8 +246,7 @@ def _training_figure(confirm: dict[str, list[dict]], path: str) -> str:
         runs = confirm[method]
         for ax, key in ((gap_ax, "gap_curve"), (mmd_ax, "mmd_curve")):
             if runs[0][key]:
-                steps = [s for s, _ in runs[0][key]]
-                mean = [statistics.fmean(r[key][i][1] for r in runs) for i in range(len(steps))]
+                steps, mean = mean_curve(runs, key)
                 ax.plot(steps, mean, "-" if method.startswith("acl") else "--", label=method)
     gap_ax.set_title("image critic: mean D(x) - mean D(G(z))", fontsize=9)
     mmd_ax.set_title("code MMD², Gz(z) vs E(x) (standardised)", fontsize=9)

@@ -45,6 +45,12 @@ def line_colours(panels: dict[str, list[tuple]]) -> dict[str, object]:
     return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
+def mean_curve(runs: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Steps and the mean over runs of ``run[key]``, a list of (step, value) logged at the same steps."""
+    steps = [s for s, _ in runs[0][key]]
+    return steps, [sum(r[key][i][1] for r in runs) / len(runs) for i in range(len(steps))]
+
+
 def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path: str,
                      ylabel: str = "FD (digits-CNN), mean over seeds") -> str:
     """One panel per group, each line the FD curve averaged over seeds, log scale, as the paper's Fig. 8.
@@ -62,8 +68,7 @@ def fd_curves_figure(panels: dict[str, list[tuple[str, list[dict], str]]], path:
     colours = line_colours(panels)
     for ax, (title, lines) in zip(axes, panels.items()):
         for label, runs, style in lines:
-            steps = [s for s, _ in runs[0]["curve"]]
-            mean = [sum(r["curve"][i][1] for r in runs) / len(runs) for i in range(len(steps))]
+            steps, mean = mean_curve(runs, "curve")
             ax.plot(steps, mean, linestyle=style, marker="o", markersize=2, label=label, color=colours[label])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")

@@ -10,7 +10,6 @@ A stratified 20% split is held out; its accuracy is printed and stored in the fi
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -22,6 +21,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from extractor_fit import fit, parse_args, save  # noqa: E402
+
 from acl_dist.eval.extractors import DIGITS_WEIGHTS, DigitsCNN  # noqa: E402
 
 SIZES = (8, 16, 32)
@@ -65,44 +67,15 @@ def train(seed: int, epochs: int, batch: int) -> tuple[DigitsCNN, float, int]:
     x_tr, x_te = torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32)
     y_tr, y_te = torch.tensor(y_tr), torch.tensor(y_te)
     net = DigitsCNN()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(x_tr), generator=gen).split(batch):
-            loss = F.cross_entropy(net(inputs(x_tr[idx], gen)), y_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
+    fit(net, x_tr, y_tr, inputs, seed, epochs, batch)
     return net, accuracy(net, x_te, y_te), len(x_tr)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=DIGITS_WEIGHTS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=64)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_args(__doc__.splitlines()[0], DIGITS_WEIGHTS, 30)
     start = time.time()
     net, acc, n_train = train(args.seed, args.epochs, args.batch)
-    meta = {
-        "test_accuracy": acc,
-        "input_size": DigitsCNN.INPUT_SIZE,
-        "feature_dim": DigitsCNN.FEATURE_DIM,
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "train_samples": n_train,
-        "data": "sklearn.datasets.load_digits, stratified 80/20 split (random_state=seed)",
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "meta": meta}, args.out)
-    size_kb = os.path.getsize(args.out) / 1024
-    print(f"held-out accuracy {acc:.4f} | {size_kb:.0f} KiB -> {args.out} | {time.time() - start:.0f} s")
+    save(net, acc, n_train, "sklearn.datasets.load_digits, stratified 80/20 split (random_state=seed)", args, start)
 
 
 if __name__ == "__main__":

