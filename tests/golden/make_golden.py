@@ -32,6 +32,7 @@ from tests.numerics import default_dtype  # noqa: E402
 STEPS = 3
 ACL_OPTIONS = ["method.code_generator=residual", "method.encoder_code_norm=batch",
                "method.generator_norm_stats=sampling_codes", "method.code_d_steps=2", "eval.bn_recalibration=2"]
+R3GAN_NETS = ["model.arch=r3gan", "model.r3gan_group_width=4"]
 CONFIGS = {  # name: (method, overrides)
     **{m: (m, []) for m in ("gan", "wgan_gp", "vae", "aae", "arae", "infogan", "acl_ae", "acl_gan", "acl_gan_gp",
                             "acl_sgan")},
@@ -40,6 +41,10 @@ CONFIGS = {  # name: (method, overrides)
     "wgan_gp+lazy": ("wgan_gp", ["method.gp_every=2", "method.d_steps=2"]),
     "gan+zero2": ("gan", ["launch.deepspeed=launch/deepspeed/zero2.json"]),
     "acl_gan+zero2": ("acl_gan", ["launch.deepspeed=launch/deepspeed/zero2.json"]),
+    # R3GAN (issue 24): its nets, R1 + R2, the gamma/lr/beta2 schedules; ACL on it with DiffAugment, lazy R1 + R2
+    "r3gan+schedules": ("r3gan", R3GAN_NETS + ["method.gamma=0.5", "method.gamma_final=0.05", "optim.beta1=0.0",
+                                               "optim.lr_decay_to=0.5", "optim.beta2_final=0.99"]),
+    "acl_r3gan+augment": ("acl_r3gan", R3GAN_NETS + ["data.augment=[translation,cutout,color]", "method.gp_every=2"]),
 }
 NOT_COMPUTED = ("images_per_s", "time", "rank_divergence")  # wall-clock, or a cross-rank check
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
