@@ -235,6 +235,10 @@ def chosen_section(section: str, data: Any, classes: Mapping[str, type], strict:
     return build_dataclass(cls, {k: v for k, v in data.items() if k in known}, section)
 
 
+# Keys earlier versions had, and where their setting lives now (a recipe written for them gets this in its error)
+MOVED = {"train.tensorboard": "set log.trackers: [tensorboard] (true) or [] (false)"}
+
+
 def build_dataclass(cls: type, data: Any, path: str = "", strict: bool = True) -> Any:
     """Build ``cls`` from a mapping; unknown keys (dropped with ``strict=False``: a key older versions had) and
     wrong types raise ConfigError naming the key path."""
@@ -250,6 +254,8 @@ def build_dataclass(cls: type, data: Any, path: str = "", strict: bool = True) -
         if key not in names:
             if not strict:
                 continue
+            if key_path in MOVED:
+                raise ConfigError(key_path, f"this key has moved: {MOVED[key_path]}")
             raise ConfigError(key_path, f"unknown key (known: {', '.join(sorted(names))})")
         kwargs[key] = _coerce(value, hints[key], key_path)
     return cls(**kwargs)

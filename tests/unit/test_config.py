@@ -47,6 +47,8 @@ def _shard_free(path):
 
 @pytest.mark.parametrize("overrides, path, words", [
     (["model.resolutin=32"], "model.resolutin", "unknown key"),
+    (["train.tensorboard=false"], "train.tensorboard", "moved: set log.trackers"),  # a key older versions had
+    (["launch.process_group=nccl"], "launch.process_group", "not one of"),
     (["train.steps=ten"], "train.steps", "expected an integer"),
     (["model.resolution=96"], "model.resolution", "not a power of two"),
     (["model.resolution=2048"], "model.resolution", "outside"),

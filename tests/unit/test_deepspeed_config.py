@@ -42,12 +42,6 @@ def test_conflicting_settings_are_refused_with_the_key(tmp_path, ds, extra, key,
     assert err.value.path == key and words in str(err.value)
 
 
-def test_process_group_takes_auto_or_gloo_only(tmp_path):
-    with pytest.raises(ConfigError) as err:  # nccl cannot be asked for: auto already picks it on GPUs
-        load_recipe(None, tiny_overrides("acl_gan_gp", str(tmp_path), "launch.process_group=nccl"))
-    assert err.value.path == "launch.process_group"
-
-
 def test_invalid_json_names_the_file(tmp_path):
     path = tmp_path / "ds.json"
     path.write_text("{stage: 2")
