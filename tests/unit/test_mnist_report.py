@@ -102,3 +102,21 @@ def test_primary_metric_is_the_mean_of_the_last_four_evaluations(tmp_path):
     (tmp_path / "eval.csv").write_text("step,fid\n1,5\n2,4\n")
     with pytest.raises(mnist.ReproError, match="needs 4"):
         mnist.primary(str(tmp_path))
+
+
+def test_budgets_share_seeds_and_evaluation_and_differ_in_steps_alone():
+    """``session`` is the grid at a third of ``full``'s steps (what one CPU session affords): the same seeds, ten
+    evaluations of 1,000 samples each, so its report is the same protocol at a stated shorter budget."""
+    full, session, gpu = mnist.budget("full"), mnist.budget("session"), mnist.budget("gpu")
+    assert (full["steps"], session["steps"], gpu["steps"]) == (1500, 500, 6000)
+    for b in (full, session, gpu):
+        assert b["steps"] // b["eval_every"] == 10 and b["samples"] == 1000
+        assert (b["select"], b["confirm"]) == (mnist.SELECTION_SEEDS, mnist.CONFIRM_SEEDS)
+
+
+@pytest.mark.parametrize("budget", ["session", "gpu"])
+def test_mnist_only_budgets_are_refused_for_other_parts(budget, capsys):
+    from repro import build_parser, run_repro
+
+    assert run_repro(build_parser().parse_args(["table1", "--budget", budget])) == 2
+    assert f"--budget {budget} is for mnist and r3gan" in capsys.readouterr().err
