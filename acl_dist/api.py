@@ -21,8 +21,10 @@ __all__ = ["LoadedRun", "Recipe", "TrainResult", "load_recipe", "load_run", "tra
 
 def train(recipe: Recipe) -> TrainResult:
     """Train ``recipe`` in this process (one process: CPU or one GPU; several processes go through
-    ``accelerate launch -m acl_dist train``). Returns the run directory, the last step, the final metrics and the
-    last checkpoint; a run directory with a checkpoint resumes (``run.resume: auto``).
+    ``accelerate launch -m acl_dist train``; a script of your own launched on several processes ends, as that
+    command does, with ``acl_dist.distributed.leave_process_group(wait_for_others=True)``: a gloo group left to
+    interpreter shutdown can abort a rank after training finished). Returns the run directory, the last step,
+    the final metrics and the last checkpoint; a run directory with a checkpoint resumes (``run.resume: auto``).
 
     Raises:
         acl_dist.errors.UserFacingError: the recipe, data, a checkpoint or the run directory is not usable (its
