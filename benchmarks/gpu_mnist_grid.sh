@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The MNIST science grid (issue 23) and the R3GAN comparison (issue 24) on one lent GPU, in one device call:
-# `python -m repro mnist` then `python -m repro r3gan`, every run a child process on the one GPU, JOBS at once
+# `python -m repro mnist`, `r3gan` and `r3gan_screen`, every run a child process on the one GPU, JOBS at once
 # (small 32x32 nets leave an H100 mostly idle, so a grid trains in about the time of its slowest runs).
 #
 # 1. On the session's own machine, once: benchmarks/gpu_wheels.sh (the wheels the GPU image lacks, into .whl/).
@@ -10,7 +10,8 @@
 #    STAGE=confirm with docs/results/mnist_selection.json present confirms the CPU's selection at the GPU budget
 #    (fewer runs); STAGE=all (default) selects and confirms at the GPU budget; GRID_BUDGET_S caps the whole grid.
 # 3. What comes back, flat in $OUT (at most 8 files): grid.log (both parts' whole output), mnist.md,
-#    mnist_selection.json, mnist_fd_curves.png, mnist_training.png, r3gan.md, r3gan_mnist_curves.png.
+#    mnist_selection.json, mnist_fd_curves.png, mnist_training.png, r3gan.md, r3gan_mnist_curves.png,
+#    r3gan_screen.md.
 #
 # The plumbing on a CPU (tiny nets, a few steps; about two minutes on two cores):
 #   GRID_SMOKE=1 PYTHON=.venv/bin/python OUT=/tmp/grid-smoke benchmarks/gpu_mnist_grid.sh
@@ -38,7 +39,7 @@ if [[ "$STAGE" == confirm ]]; then
 fi
 started=$(date +%s)
 status=0
-for part in mnist r3gan; do
+for part in mnist r3gan r3gan_screen; do
   left=$(( LIMIT - ($(date +%s) - started) ))
   (( left > 20 )) || { echo "gpu_mnist_grid.sh: no time left for $part" | tee -a "$OUT/grid.log"; status=1; break; }
   stage=(); [[ $part == mnist ]] && stage=(--stage "$STAGE")
@@ -48,7 +49,8 @@ for part in mnist r3gan; do
   grep -E "^$part: |error" "$OUT/grid.log" | tail -n 3
   (( status == 0 )) || break
 done
-for f in mnist.md mnist_selection.json mnist_fd_curves.png mnist_training.png r3gan.md r3gan_mnist_curves.png; do
+for f in mnist.md mnist_selection.json mnist_fd_curves.png mnist_training.png r3gan.md r3gan_mnist_curves.png \
+         r3gan_screen.md; do
   [[ -f "$SCRATCH/results/$f" ]] && cp "$SCRATCH/results/$f" "$OUT/"
 done
 [[ -f "$OUT/mnist.md" ]] && sed -n '/^## Verdicts/,/^What was compared/p' "$OUT/mnist.md"

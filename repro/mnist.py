@@ -160,7 +160,7 @@ def select(scores: dict[str, dict[str, list[dict]]], variants: dict) -> str:
     return min(variants, key=lambda name: (means[name], name != "recipe"))
 
 
-def _scores(jobs: list[Job], runs_root: str, stage: str) -> dict[str, dict[str, list[dict]]]:
+def stage_scores(jobs: list[Job], runs_root: str, stage: str) -> dict[str, dict[str, list[dict]]]:
     """{method: {variant: [measures per seed]}} of a stage's jobs."""
     out: dict[str, dict[str, list[dict]]] = {}
     for j in jobs:
@@ -173,11 +173,11 @@ def run_selection(b: dict, runs_root: str, parallel: int, device: str) -> tuple[
     """Base screens, then ACL screens on the selected base settings; returns (selection, scores)."""
     jobs = base_jobs(b)
     run_jobs(jobs, runs_root, parallel, "MNIST base screens", device)
-    scores = _scores(jobs, runs_root, "select")
+    scores = stage_scores(jobs, runs_root, "select")
     selection = {base: select(scores[base], BASE_VARIANTS[base]) for base in FAMILIES}
     jobs = acl_jobs(b, selection)
     run_jobs(jobs, runs_root, parallel, "MNIST ACL screens", device)
-    scores.update(_scores(jobs, runs_root, "select"))
+    scores.update(stage_scores(jobs, runs_root, "select"))
     selection.update({acl: select(scores[acl], ACL_VARIANTS) for acl in FAMILIES.values()})
     return selection, scores
 
@@ -200,13 +200,17 @@ def _selection_tables(scores: dict, selection: dict) -> list[str]:
     out = []
     for base, acl in FAMILIES.items():
         for method, variants in ((base, BASE_VARIANTS[base]), (acl, ACL_VARIANTS)):
-            out += [f"### {method}", "", "| variant | primary FD ↓ | seeds | final FD | best FD |",
-                    "| --- | --- | --- | --- | --- |"]
-            for name, values in variants.items():
-                change = ", ".join(f"`{k}={json.dumps(v) if isinstance(v, dict) else v}`" for k, v in values.items())
-                mark = " **(selected)**" if selection[method] == name else ""
-                out.append(_row(f"`{name}`{mark} {change or '(the recipe)'}", scores[method][name]))
-            out.append("")
+            out += [f"### {method}", "", *selection_table(variants, scores[method], selection[method]), ""]
+    return out
+
+
+def selection_table(variants: dict, scores: dict[str, list[dict]], chosen: str) -> list[str]:
+    """One method's screen: each variant's change, its primary FD over the selection seeds, the one selected."""
+    out = ["| variant | primary FD ↓ | seeds | final FD | best FD |", "| --- | --- | --- | --- | --- |"]
+    for name, values in variants.items():
+        change = ", ".join(f"`{k}={json.dumps(v) if isinstance(v, dict) else v}`" for k, v in values.items())
+        mark = " **(selected)**" if chosen == name else ""
+        out.append(_row(f"`{name}`{mark} {change or '(the recipe)'}", scores[name]))
     return out
 
 
@@ -305,10 +309,10 @@ def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, dev
         selection = _load_selection(out_dir)
         select_jobs = base_jobs(b) + acl_jobs(b, selection)
         run_jobs(select_jobs, runs_root, parallel, "MNIST screens (finished runs are reused)", device)
-        select_scores = _scores(select_jobs, runs_root, "select")
+        select_scores = stage_scores(select_jobs, runs_root, "select")
     jobs = confirm_jobs(b, selection)
     run_jobs(jobs, runs_root, parallel, "MNIST confirmation", device)
-    confirm = {m: v["selected"] for m, v in _scores(jobs, runs_root, "confirm").items()}
+    confirm = {m: v["selected"] for m, v in stage_scores(jobs, runs_root, "confirm").items()}
     return _write(out_dir, runs_root, budget_name, b, selection, select_scores, confirm)
 
 

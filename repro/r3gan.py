@@ -24,7 +24,7 @@ SEEDS = (100, 101, 102)
 PAIRS = [("R3GAN vs WGAN-GP (tuned on MNIST)", "wgan_gp", "r3gan"), ("ACL on R3GAN", "r3gan", "acl_r3gan")]
 
 
-def _wgan_gp_settings(out_dir: str) -> tuple[str, dict]:
+def wgan_gp_settings(out_dir: str) -> tuple[str, dict]:
     """WGAN-GP's settings the MNIST screen selected (its recipe when there is no selection yet)."""
     path = os.path.join(out_dir, mnist.SELECTION_FILE)
     if not os.path.isfile(path):
@@ -43,7 +43,7 @@ def jobs_for(b: dict, seeds: tuple[int, ...], wgan_gp: dict) -> list[Job]:
 def reproduce(out_dir: str, runs_root: str, budget_name: str, parallel: int, device: str = "cpu") -> str:
     b = mnist.budget(budget_name)
     seeds = SEEDS if budget_name != "tiny" else b["confirm"]
-    chosen, wgan_gp = _wgan_gp_settings(out_dir)
+    chosen, wgan_gp = wgan_gp_settings(out_dir)
     jobs = jobs_for(b, seeds, wgan_gp)
     run_jobs(jobs, runs_root, parallel, "R3GAN on MNIST", device)
     runs = {"wgan_gp": [mnist.measure(j.run_dir(runs_root)) for j in jobs[:len(seeds)]]}

@@ -17,7 +17,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
                            "--runs", str(runs), "--jobs", "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty", "mnist", "r3gan"):
+    for part in ("prior", "table1", "interpolation", "acl_ablation", "lazy_penalty", "mnist", "r3gan", "r3gan_screen"):
         text = (out / f"{part}.md").read_text()
         assert "acl-dist repro" in text and "## " in text
         for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):  # every picture the page shows exists
@@ -51,6 +51,11 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     for base, other in (("wgan_gp", "r3gan"), ("r3gan", "acl_r3gan")):
         assert re.search(rf"^\| [^|]+ \| {base} \| [0-9.]+ ± [0-9.]+ \| {other} \| .+ \| \*\*(improves|worse|no "
                          r"evidence of a difference)\*\* \|$", r3gan, re.M), (base, other)
+    screen = (out / "r3gan_screen.md").read_text()  # R3GAN tuned as WGAN-GP was: 4 settings, 2 seeds, 1 selected
+    assert len(re.findall(r"^\| `[a-z_0-9]+`.* \| [0-9.]+ ± [0-9.]+ \| 2 \|", screen, re.M)) == 4, screen
+    assert screen.count("**(selected)**") == 1
+    assert re.search(r"^\| [^|]+ \| wgan_gp \| [0-9.]+ ± [0-9.]+ \| r3gan \| .+ \| \*\*(improves|worse|no "
+                     r"evidence of a difference)\*\* \|$", screen, re.M), screen
     assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
 

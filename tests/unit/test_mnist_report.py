@@ -120,4 +120,26 @@ def test_mnist_only_budgets_are_refused_for_other_parts(budget, capsys):
     from repro import build_parser, run_repro
 
     assert run_repro(build_parser().parse_args(["table1", "--budget", budget])) == 2
-    assert f"--budget {budget} is for mnist and r3gan" in capsys.readouterr().err
+    assert f"--budget {budget} is for mnist, r3gan and r3gan_screen" in capsys.readouterr().err
+
+
+def test_r3gan_screens_as_many_settings_as_wgan_gp_on_the_selection_seeds_sharing_wgan_gp_s_runs():
+    """R3GAN gets WGAN-GP's tuning effort: one job per setting and selection seed, each setting's change applied
+    and nothing else; WGAN-GP's jobs are the MNIST screen's own (same name, same settings), so they are shared."""
+    from repro import r3gan_screen
+
+    b = mnist.budget("session")
+    assert len(r3gan_screen.R3GAN_VARIANTS) == len(mnist.BASE_VARIANTS["wgan_gp"])
+    jobs = r3gan_screen.screen_jobs(b, ("lr_x2", mnist.BASE_VARIANTS["wgan_gp"]["lr_x2"]))
+    plain = job_fingerprint(mnist.job("select", "r3gan", "recipe", {}, 0, b))
+    for name, values in r3gan_screen.R3GAN_VARIANTS.items():
+        mine = [j for j in jobs if f"-r3gan-{name}-" in j.name]
+        assert [j.name.rsplit("-seed", 1)[1] for j in mine] == [str(s) for s in mnist.SELECTION_SEEDS]
+        printed = job_fingerprint(mine[0])
+        changed = {f"{section}.{key}" for section in ("optim", "method", "model", "train", "eval")
+                   for key in plain[section] if plain[section][key] != printed[section][key]}
+        assert changed == set(values), (name, changed)  # the variant's change and nothing else
+        assert all(printed[k.split(".")[0]][k.split(".")[1]] == v for k, v in values.items())
+    shared = [j for j in jobs if "-wgan_gp-" in j.name]
+    assert [(j.name, j.overrides) for j in shared] == [(j.name, j.overrides) for j in mnist.base_jobs(b)
+                                                        if "-wgan_gp-lr_x2-" in j.name]
