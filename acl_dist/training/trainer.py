@@ -38,6 +38,7 @@ from acl_dist.training.checkpoint import (
 )
 from acl_dist.training.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.training.ema import EMA
+from acl_dist.training.eval_noise import evaluation_noise
 from acl_dist.training.outputs import MetricsLog, save_samples
 from acl_dist.training.trackers import open_trackers
 from acl_dist.training.update import DeepSpeedUpdates, OptimizerUpdates, Updates
@@ -179,13 +180,16 @@ class Trainer:
             return self.method.sample_noise(n, "cpu").to(self.device)
 
     def _build_evaluator(self):
+        """The evaluator, built under a forked RNG: building its feature extractor initialises a net (global RNG
+        draws) that would otherwise move training's noise whenever ``eval.every`` is on."""
         if self.recipe.eval.every <= 0:
             return None
         from acl_dist.eval.during_training import build_tracker
 
         r = self.recipe
-        return build_tracker(r.eval, self.source, r.run.seed, self.run_dir, os.path.join(r.run.out_dir, ".fid_cache"),
-                             self.device, self.rank, self.world)
+        with evaluation_noise(r.run.seed, -1, self.rank, self.device):
+            return build_tracker(r.eval, self.source, r.run.seed, self.run_dir,
+                                 os.path.join(r.run.out_dir, ".fid_cache"), self.device, self.rank, self.world)
 
     # -- resume --------------------------------------------------------------------------------------
     def _maybe_resume(self) -> str | None:
@@ -512,7 +516,8 @@ class Trainer:
             self._save_samples(metrics_log)
         if self.evaluator is not None and self.step % e.every == 0:
             self._recalibrate_sampling_nets()
-            score = self.evaluator.evaluate(self.step, self.generate)
+            with evaluation_noise(self.recipe.run.seed, self.step, self.rank, self.device):  # training's RNG untouched
+                score = self.evaluator.evaluate(self.step, self.generate)
             metrics_log.write(self.step, {f"eval/{k}": v for k, v in score.items()})
             plot = self.evaluator.plot_path
             if plot and os.path.isfile(plot):

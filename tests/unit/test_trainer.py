@@ -154,3 +154,62 @@ def test_several_processes_agree_on_a_stop_only_on_log_ticks(tiny_recipe, monkey
         assert calls == [4, 8, 9]
     finally:
         stop.close()
+
+
+@pytest.mark.parametrize("method", ["gan", "acl_gan"])
+def test_evaluation_leaves_training_noise_alone_so_eval_every_never_changes_the_weights(tmp_path, method):
+    """eval.every 0, 2 and 4 give bit-identical weights at step 4: evaluation (its extractor's construction, its
+    samples' noise, Parzen's samples) draws from a forked RNG, so a densely evaluated run is the exact prefix
+    of a longer one and a budget can be read off one long curve. Without the fork, each evaluation's prior draws
+    move every later training draw."""
+    from acl_dist.config import load_recipe
+
+    def weights(every: int) -> dict:
+        ov = tiny_overrides(method, str(tmp_path), f"run.name=every{every}", "train.steps=4", f"eval.every={every}",
+                            "eval.num_samples=16", "eval.batch_size=8", "eval.metrics=[fid]",
+                            "eval.feature_extractor=digits-cnn", "eval.parzen=true")
+        trainer = Trainer(load_recipe(None, ov))
+        trainer.train()
+        if every:
+            assert os.path.isfile(os.path.join(trainer.run_dir, "eval.csv"))  # it did evaluate
+        return {**_weights(trainer), **{f"ema.{n}.{k}": v for n, net in trainer.ema.nets.items()
+                                        for k, v in net.state_dict().items()}}
+
+    never, some, once = weights(0), weights(2), weights(4)
+    for key, value in never.items():
+        assert torch.equal(value, some[key]) and torch.equal(value, once[key]), key
+
+
+def test_evaluation_noise_is_seeded_per_step_and_rank_and_restores_the_global_rng():
+    from acl_dist.training.eval_noise import evaluation_noise, evaluation_seed
+
+    cpu = torch.device("cpu")
+    state = torch.get_rng_state()
+    with evaluation_noise(3, 250, 0, cpu):
+        a = torch.randn(4)
+    assert torch.equal(torch.get_rng_state(), state)
+    with evaluation_noise(3, 250, 0, cpu):
+        assert torch.equal(torch.randn(4), a)  # the same evaluation draws the same noise
+    seeds = {evaluation_seed(s, step, r) for s in (0, 1) for step in (-1, 0, 250, 500) for r in (0, 1, 7)}
+    assert len(seeds) == 2 * 4 * 3
+
+
+def test_a_run_is_the_exact_prefix_of_a_longer_one_at_a_constant_learning_rate(tmp_path):
+    """What the campaign's records rely on (repro.records): B steps of a run equal the first B steps of a longer
+    run of the same recipe, evaluating as it goes, so a budget is read off one long run."""
+    from acl_dist.config import load_recipe
+    from acl_dist.training.checkpoint import load_state
+
+    def run(name: str, steps: int) -> Trainer:
+        ov = tiny_overrides("acl_gan", str(tmp_path), f"run.name={name}", f"train.steps={steps}", "eval.every=2",
+                            "eval.num_samples=16", "eval.batch_size=8", "train.ckpt_every=2",
+                            "train.keep_checkpoints=0")
+        trainer = Trainer(load_recipe(None, ov))
+        trainer.train()
+        return trainer
+
+    short, long = run("short", 2), run("long", 4)
+    at_two, _ = load_state(os.path.join(long.run_dir, "checkpoints", "step-00000002"), 0)
+    for key, value in _weights(short).items():
+        assert torch.equal(value, at_two["nets"][key]), key
+    assert not torch.equal(_weights(long)[key], at_two["nets"][key])  # and the long run went on
