@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import weakref
 import zipfile
 from typing import Any, Callable
 
@@ -224,10 +225,16 @@ class CheckpointWriter:
 class RunLock:
     """An exclusive lock on a run directory for as long as a trainer writes into it (rank 0 holds it).
 
-    ``fcntl.flock`` on ``RUN/.lock``: the kernel drops it when the holding process dies, however it dies, so a
-    crashed or killed run never leaves the directory locked. The file says who holds it, for the message.
-    On shared file systems flock needs lock support (NFSv4 and Lustre with ``flock`` mount option have it).
+    ``fcntl.flock`` on ``RUN/.lock``: the kernel drops it when the last descriptor of its open file goes,
+    however the holder dies, so a crashed or killed run never leaves the directory locked. The lock belongs to
+    the trainer alone: a forked child (a DataLoader worker) inherits the descriptor, and would keep the lock
+    for the seconds it outlives a killed parent (torch's workers look for a dead parent every 5 s), refusing an
+    immediate resume; so every fork closes it in the child (``os.register_at_fork``). A non-inheritable
+    descriptor is not enough: that flag acts at exec, and fork copies the descriptor anyway. The file says who
+    holds it, for the message. On shared file systems flock needs lock support (NFSv4, Lustre with ``flock``).
     """
+
+    _held: "weakref.WeakSet[RunLock]"  # the locks this process holds, closed in its forked children
 
     def __init__(self, run_dir: str):
         self.path = os.path.join(run_dir, ".lock")
@@ -239,22 +246,68 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            holder = os.read(fd, 512).decode("utf-8", "replace").strip() or "unknown"
+            holder = os.read(fd, 512).decode("utf-8", "replace").strip()
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunDirectoryBusy(f"{os.path.dirname(self.path)} is being trained by another live process "
-                                       f"({holder}); stop it first, or train under another run.name") from None
+                raise RunDirectoryBusy(f"{os.path.dirname(self.path)} is being trained by another live process"
+                                       f"{describe_holder(holder)}; stop it first, or train under another run.name"
+                                       ) from None
             raise
         os.ftruncate(fd, 0)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode())
         self._fd = fd
+        RunLock._held.add(self)
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        RunLock._held.discard(self)
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: close the inherited descriptor without unlocking (the parent still holds it)."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+
+RunLock._held = weakref.WeakSet()
+
+
+def _close_run_locks_in_child() -> None:
+    for lock in list(RunLock._held):
+        lock._forget_in_child()
+    RunLock._held.clear()
+
+
+os.register_at_fork(after_in_child=_close_run_locks_in_child)
+
+
+def describe_holder(text: str) -> str:
+    """" (pid N on HOST since ...)" for the message, naming a pid only while that process is alive: on this host
+    a dead pid is said to be gone (something it left, such as a child, still holds the lock)."""
+    match = re.match(r"pid (\d+) on (\S+)", text)
+    if not match:
+        return ""
+    pid, host = int(match.group(1)), match.group(2)
+    if host == socket.gethostname() and not _alive(pid):
+        return f" (its last holder, pid {pid}, has exited; a process it started still holds the lock)"
+    return f" ({text})"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def checkpoint_mismatches(expected: dict[str, tuple], saved: dict[str, tuple], most: int = 4) -> list[str]:

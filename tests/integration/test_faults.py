@@ -323,6 +323,21 @@ def test_second_live_run_on_one_directory_is_refused_and_a_dead_one_leaves_no_lo
     assert result.step == 2  # the killed holder's lock went with it
 
 
+def test_a_busy_message_names_a_holder_only_while_it_is_alive():
+    import socket
+
+    from acl_dist.training.checkpoint import describe_holder
+
+    gone = subprocess.Popen([PYTHON, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    assert describe_holder(f"pid {os.getpid()} on {host} since now") == f" (pid {os.getpid()} on {host} since now)"
+    dead = describe_holder(f"pid {gone.pid} on {host} since now")
+    assert f"pid {gone.pid}, has exited" in dead and "still holds the lock" in dead
+    assert describe_holder(f"pid {gone.pid} on another-host since now").startswith(f" (pid {gone.pid} on another")
+    assert describe_holder("") == ""
+
+
 def test_sigterm_while_a_checkpoint_is_written_leaves_it_whole_and_resume_exact(tmp_path, monkeypatch):
     """The signal lands in the middle of writing state.pt: that checkpoint still completes, the run then
     checkpoints and stops, and resuming from it ends where an uninterrupted run ends."""
