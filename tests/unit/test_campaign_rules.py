@@ -1,0 +1,84 @@
+"""The campaign's declared rules: the plateau budget, the primary metric's window, what a record satisfies."""
+
+from __future__ import annotations
+
+from repro import campaign, records
+from repro.campaign import plateau_budget, window_mean
+
+
+def _curve(values: dict[int, float]) -> list[dict]:
+    return [{"step": s, "fid": v} for s, v in sorted(values.items())]
+
+
+def test_the_window_is_a_fraction_of_the_budget_whatever_the_evaluation_density():
+    dense = _curve({s: float(s) for s in range(250, 10_001, 250)})
+    sparse = _curve({s: float(s) for s in range(1000, 10_001, 1000)})
+    assert window_mean(dense, 4000) == sum(range(3000, 4001, 250)) / 5  # (2800, 4000]
+    assert window_mean(sparse, 4000) == 3500.0  # 3,000 and 4,000
+    assert window_mean(dense, 10_000) == sum(range(7250, 10_001, 250)) / 12
+
+
+def test_the_budget_is_where_no_longer_run_improves_by_more_than_the_tolerance():
+    # falls as 1/step to step 4,000, then flat: the budget is where the window stops improving by 5%
+    falling = _curve({s: (100.0 + 4e5 / s if s <= 4000 else 200.0) for s in range(250, 10_001, 250)})
+    b = plateau_budget(falling, 10_000, 1000)
+    assert b is not None and 4000 <= b <= 6000
+    later = [window_mean(falling, x) for x in range(b + 250, 10_001, 250)]
+    assert min(later) >= 0.95 * window_mean(falling, b)
+
+
+def test_a_curve_still_falling_at_the_end_has_no_plateau_and_a_late_rise_is_a_plateau():
+    still = _curve({s: 1e6 / s for s in range(250, 10_001, 250)})
+    assert plateau_budget(still, 10_000, 1000) is None
+    rising = _curve({s: 50.0 + abs(s - 3000) / 100 for s in range(250, 10_001, 250)})  # ACL-GAN's late drift
+    assert plateau_budget(rising, 10_000, 1000) is not None
+
+
+def _job(*extra: str) -> dict:
+    from repro.jobs import Job, job_fingerprint
+
+    return job_fingerprint(Job("x", "recipes/mnist/gan.yaml", list(extra)))
+
+
+def test_a_record_key_ignores_length_and_evaluation_density_but_not_what_is_computed():
+    key = records.record_key(_job("train.steps=1000", "eval.every=250"))
+    assert key == records.record_key(_job("train.steps=10000", "eval.every=500", "train.log_every=10"))
+    assert key != records.record_key(_job("train.steps=1000", "optim.lr=0.0004"))
+    assert key != records.record_key(_job("train.steps=1000", "run.seed=1"))
+    assert key != records.record_key(_job("train.steps=1000", "eval.num_samples=5000"))
+
+
+def test_a_recipe_scheduled_over_its_length_is_keyed_by_its_length():
+    from repro.jobs import Job, job_fingerprint
+
+    def r3(steps: int) -> dict:
+        return job_fingerprint(Job("x", "recipes/mnist/r3gan.yaml", [f"train.steps={steps}"]))
+
+    assert records.schedules_over_length(r3(100))
+    assert records.record_key(r3(100)) != records.record_key(r3(200))
+
+
+def test_a_record_satisfies_shorter_budgets_at_divisible_evaluation_steps():
+    need = records.Need("gan/recipe", "gan", 0, "k", 4000, 500)
+    rec = {"key": "k", "steps": 10_000, "eval_every": 250}
+    assert records.satisfies(rec, need)
+    assert not records.satisfies({**rec, "steps": 3000}, need)
+    assert not records.satisfies({**rec, "eval_every": 300}, need)
+    assert not records.satisfies({**rec, "key": "other"}, need)
+
+
+def test_records_survive_a_torn_last_line(tmp_path):
+    path = str(tmp_path / "r.jsonl")
+    records.append(path, {"key": "a", "steps": 1})
+    with open(path, "a") as f:
+        f.write('{"key": "b", "ste')  # a write cut short by a kill
+    assert records.load(path) == [{"key": "a", "steps": 1}]
+
+
+def test_the_time_budget_predicts_from_the_records_of_the_same_method_and_device():
+    sp = campaign.spec("gan", "recipe", {}, 0, 1000)
+    assert campaign.predicted_seconds(sp, [], "cpu") == campaign.PRIOR_SECONDS_PER_STEP["gan"] * 1000
+    recs = [{"method": "gan", "device_kind": "cpu", "wall_s": 100.0, "steps": 500},
+            {"method": "gan", "device_kind": "cuda", "wall_s": 1.0, "steps": 500},
+            {"method": "gan", "device_kind": "cpu", "wall_s": 1.0, "steps": 500, "resumed": True}]
+    assert campaign.predicted_seconds(sp, recs, "cpu") == 200.0
