@@ -29,7 +29,7 @@ RUNTIME = [
 EXTRAS = {
     "deepspeed": ["deepspeed>=0.16"],
     "wandb": ["wandb>=0.18"],
-    "mlflow": ["mlflow-skinny>=2.10"],
+    "mlflow": ["mlflow-skinny>=2.10", "sqlalchemy>=2", "alembic>=1.13"],  # the sqlite store needs the last two
 }
 EXTRAS["test"] = ["pytest>=8", "ruff>=0.6", *EXTRAS["wandb"], *EXTRAS["mlflow"]]
 

@@ -100,9 +100,11 @@ class LogConfig:
 
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # any of tensorboard, wandb, mlflow
     # (the last two are extras: pip install acl_dist[wandb] / acl_dist[mlflow]); [] = metrics.jsonl only
-    project: str = "acl_dist"  # the wandb project / MLflow experiment the run goes to
-    mlflow_uri: str = ""  # MLflow tracking URI; empty: a file store in <run.out_dir>/mlruns
-    wandb_mode: str = ""  # online | offline | disabled; empty: wandb's own default (WANDB_MODE, then online)
+    project: str = ""  # the wandb project / MLflow experiment; empty: the environment's WANDB_PROJECT /
+    # MLFLOW_EXPERIMENT_NAME, else acl_dist (a value set here wins over the environment)
+    mlflow_uri: str = ""  # MLflow tracking URI; empty: MLFLOW_TRACKING_URI, else sqlite <run.out_dir>/mlflow.db
+    wandb_mode: str = ""  # online | offline | disabled; empty: WANDB_MODE, else online (wandb writes under
+    # WANDB_DIR if set, else the run directory)
 
 
 @dataclass

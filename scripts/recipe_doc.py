@@ -82,7 +82,8 @@ def render() -> str:
            "field (`acl_dist/sections.py`, the methods' and sources' options); `tests/unit/test_recipe_doc.py`",
            "fails when this page is out of date. A recipe is YAML with these sections; `key=value` arguments",
            "override any key (`train.steps=200 optim.lr=1e-4`); an unknown key is an error naming it.", ""]
-    for section in ("run", "model", "optim", "train", "eval", "launch"):
+    own = [f.name for f in dataclasses.fields(Recipe) if f.name not in ("data", "method")]  # those two: below
+    for section in own:
         cls = getattr(Recipe(), section).__class__
         out += [f"## `{section}:`", "", inspect.getdoc(cls) or "", "", *table(cls), ""]
     out += ["## `data:`", "", "The options of the source `data.source` names; every source has these:", "",

@@ -40,7 +40,7 @@ from acl_dist.training.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.training.ema import EMA
 from acl_dist.training.eval_noise import evaluation_noise
 from acl_dist.training.outputs import MetricsLog, save_samples
-from acl_dist.training.trackers import open_trackers
+from acl_dist.training.trackers import open_trackers, preflight
 from acl_dist.training.update import DeepSpeedUpdates, OptimizerUpdates, Updates
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, accelerator=None):
         self.recipe = recipe
+        if recipe.log.trackers:  # on every rank, before anything is built or written: one line, exit 2
+            preflight(recipe.log, recipe.run_dir, recipe.run.out_dir)
         self.accelerator = accelerator or build_accelerator(recipe)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process

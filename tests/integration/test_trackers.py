@@ -1,12 +1,17 @@
-"""log.trackers for real, offline: MLflow into a local file store, wandb in offline mode, each read back; a
-resumed run continues the same tracker run; a tracker whose library is missing is one line and exit 2."""
+"""log.trackers for real, offline: MLflow into a local sqlite store, wandb in offline mode, each read back; a
+resumed run continues the same tracker run; a tracker whose library is missing, a wandb without a login and an
+MLflow server that does not answer are one line and exit 2 before anything is trained; the libraries'
+environment variables are honoured, a value the recipe sets winning over them."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import socket
 import struct
+import subprocess
+import time
 
 import pytest
 
@@ -14,7 +19,15 @@ from acl_dist import cli, rules
 from acl_dist.config import load_recipe
 from acl_dist.errors import ConfigError
 from acl_dist.training.trainer import Trainer
-from tests.conftest import tiny_overrides
+from tests.conftest import PYTHON, REPO, tiny_overrides
+
+
+@pytest.fixture(autouse=True)
+def _no_tracker_environment(monkeypatch):
+    """Each test states the tracker variables it means (a developer's shell may export some)."""
+    for key in ("WANDB_PROJECT", "WANDB_DIR", "WANDB_MODE", "WANDB_API_KEY", "MLFLOW_TRACKING_URI",
+                "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
 
 
 def _train(tmp_path, tracker: str, steps: int, *extra: str):
@@ -29,7 +42,7 @@ def test_mlflow_gets_scalars_config_and_pictures_and_a_resume_continues_its_run(
 
     recipe, _ = _train(tmp_path, "mlflow", 2)
     ids = json.load(open(os.path.join(recipe.run_dir, "trackers.json")))
-    client = MlflowClient(tracking_uri="file:" + os.path.join(str(tmp_path), "mlruns"))
+    client = MlflowClient(tracking_uri="sqlite:///" + os.path.join(str(tmp_path), "mlflow.db"))  # the default store
     run = client.get_run(ids["mlflow"])
     assert run.data.params["method.name"] == "gan" and run.data.params["train.steps"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "D/d_loss")] == [1, 2]
@@ -97,3 +110,88 @@ def test_a_tracker_whose_library_is_missing_is_one_line_naming_the_extra(monkeyp
     assert code == 2 and len(err) == 1 and "pip install acl_dist[wandb]" in err[0]
     with pytest.raises(ConfigError, match="unknown tracker 'neptune'"):
         load_recipe(None, tiny_overrides("gan", str(tmp_path), "log.trackers=[neptune]"))
+
+
+def _cli_train(tmp_path, env_extra: dict, *overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MLFLOW_"))}
+    env.update({"HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1", **env_extra})  # no ~/.netrc: no login
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACL_DIST_LAUNCHED"):
+        env.pop(key, None)
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return subprocess.run([PYTHON, "-m", "acl_dist", "train", "recipes/digits/gan.yaml", f"run.out_dir={tmp_path}",
+                           "run.name=tracked", "train.steps=2", *overrides], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _one_line(proc: subprocess.CompletedProcess, *words: str) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("acl-dist: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def test_wandb_online_without_a_login_stops_before_training_in_one_line(tmp_path):
+    proc = _cli_train(tmp_path, {}, "log.trackers=[wandb]")
+    _one_line(proc, "wandb login", "WANDB_API_KEY", "WANDB_MODE=offline", "log.wandb_mode: offline")
+    assert not (tmp_path / "tracked").exists()  # nothing written that a later run trips over
+    ok = _cli_train(tmp_path, {"WANDB_MODE": "offline"}, "log.trackers=[wandb]")  # the advice works
+    assert ok.returncode == 0, ok.stderr[-3000:]
+
+
+def test_an_mlflow_server_that_does_not_answer_stops_before_training_in_one_line(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.time()
+    proc = _cli_train(tmp_path, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, "log.trackers=[mlflow]")
+    _one_line(proc, f"http://127.0.0.1:{port}", "MLFLOW_TRACKING_URI", "does not answer")
+    assert time.time() - started < 120 and not (tmp_path / "tracked").exists()
+
+
+def test_the_recipe_wins_over_the_environment_which_wins_over_the_defaults(tmp_path):
+    from acl_dist.sections import LogConfig
+    from acl_dist.training.trackers import resolve
+
+    env = {"WANDB_PROJECT": "wp", "WANDB_DIR": "/wd", "WANDB_MODE": "offline", "MLFLOW_TRACKING_URI": "sqlite:///e.db",
+           "MLFLOW_EXPERIMENT_NAME": "me"}
+    from_env = resolve(LogConfig(), "RUN", "OUT", env)
+    assert (from_env.wandb_project, from_env.wandb_dir, from_env.wandb_mode) == ("wp", "/wd", "offline")
+    assert (from_env.mlflow_uri, from_env.mlflow_experiment, from_env.mlflow_default_store) == ("sqlite:///e.db",
+                                                                                                "me", False)
+    explicit = resolve(LogConfig(project="mine", mlflow_uri="sqlite:///r.db", wandb_mode="disabled"), "RUN", "OUT", env)
+    assert (explicit.wandb_project, explicit.mlflow_experiment) == ("mine", "mine")
+    assert (explicit.mlflow_uri, explicit.wandb_mode) == ("sqlite:///r.db", "disabled")
+    default = resolve(LogConfig(), "RUN", "OUT", {})
+    assert (default.wandb_project, default.wandb_dir, default.wandb_mode) == ("acl_dist", "RUN", "online")
+    assert default.mlflow_uri == "sqlite:///" + os.path.abspath("OUT/mlflow.db") and default.mlflow_default_store
+
+
+def test_mlflow_goes_to_the_sqlite_store_and_experiment_the_environment_names(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    store = "sqlite:///" + str(tmp_path / "elsewhere.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-the-shell")
+    monkeypatch.chdir(tmp_path)  # MLflow's own artifact default for a store it was pointed at: ./mlruns
+    recipe, _ = _train(tmp_path, "mlflow", 2)
+    ids = json.load(open(os.path.join(recipe.run_dir, "trackers.json")))
+    client = MlflowClient(tracking_uri=store)
+    run = client.get_run(ids["mlflow"])
+    assert client.get_experiment(run.info.experiment_id).name == "from-the-shell"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "D/d_loss")] == [1, 2]
+    assert not os.path.exists(os.path.join(str(tmp_path), "mlflow.db"))  # not the default store
+    recipe, _ = _train(tmp_path, "mlflow", 2, "run.name=named", "log.project=from-the-recipe")
+    named = client.get_run(json.load(open(os.path.join(recipe.run_dir, "trackers.json")))["mlflow"])
+    assert client.get_experiment(named.info.experiment_id).name == "from-the-recipe"  # the recipe wins
+
+
+def test_wandb_writes_where_wandb_dir_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-here"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    recipe, _ = _train(tmp_path, "wandb", 2)
+    run_id = json.load(open(os.path.join(recipe.run_dir, "trackers.json")))["wandb"]
+    assert glob.glob(str(tmp_path / "wandb-here" / "wandb" / f"offline-run-*-{run_id}"))
+    assert not os.path.exists(os.path.join(recipe.run_dir, "wandb"))

@@ -25,3 +25,13 @@ def test_every_field_of_every_section_is_documented():
     text = _script().render()
     undocumented = [line for line in text.splitlines() if line.startswith("| `") and line.endswith("|  |")]
     assert not undocumented, undocumented
+
+
+def test_every_section_of_the_recipe_has_its_part():
+    import dataclasses
+
+    from acl_dist.sections import Recipe
+
+    text = _script().render()
+    for f in dataclasses.fields(Recipe):
+        assert f"## `{f.name}:`" in text, f.name  # log: was missing while its keys were hard-coded
