@@ -13,15 +13,19 @@ from acl_dist.errors import ConfigError
 from acl_dist.methods.registry import method_class
 from acl_dist.sections import Recipe
 
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # log.trackers -> module it needs
-TRACKER_EXTRAS = {"tensorboard": "acl_dist", "wandb": "acl_dist[wandb]", "mlflow": "acl_dist[mlflow]"}
+# log.trackers -> the module it needs: accelerate's trackers (accelerate.tracking.LOGGER_TYPE_TO_CLASS; a test
+# keeps the two lists equal), named here so that validating a recipe imports no tracker library
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "aim": "aim", "comet_ml": "comet_ml",
+            "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab", "trackio": "trackio"}
+TRACKER_EXTRAS = {"tensorboard": "acl_dist", "wandb": "acl_dist[wandb]", "mlflow": "acl_dist[mlflow]",
+                  "comet_ml": "comet-ml"}  # the pip name where it is not the tracker's
 
 
 def missing_tracker_library(name: str) -> str | None:
     """The pip command that installs tracker ``name``'s library when it is not installed, else None: a recipe
     naming it is refused at load, not at its first log tick."""
     if importlib.util.find_spec(TRACKERS[name]) is None:
-        return f"pip install {TRACKER_EXTRAS[name]}"
+        return f"pip install {TRACKER_EXTRAS.get(name, name)}"
     return None
 
 

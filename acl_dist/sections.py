@@ -98,8 +98,9 @@ class LogConfig:
     """Where rank 0 sends metrics besides RUN/metrics.jsonl: scalars every log tick, the recipe as the run's
     config, sample grids and the evaluation plot as images; a resumed run continues the same tracker run."""
 
-    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # any of tensorboard, wandb, mlflow
-    # (the last two are extras: pip install acl_dist[wandb] / acl_dist[mlflow]); [] = metrics.jsonl only
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # any of accelerate's: tensorboard,
+    # wandb, mlflow (extras: pip install acl_dist[wandb] / acl_dist[mlflow]), aim, comet_ml, clearml, dvclive,
+    # swanlab, trackio (their own packages); [] = metrics.jsonl only
     project: str = ""  # the wandb project / MLflow experiment; empty: the environment's WANDB_PROJECT /
     # MLFLOW_EXPERIMENT_NAME, else acl_dist (a value set here wins over the environment)
     mlflow_uri: str = ""  # MLflow tracking URI; empty: MLFLOW_TRACKING_URI, else sqlite <run.out_dir>/mlflow.db

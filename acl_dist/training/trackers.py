@@ -1,10 +1,16 @@
-"""Experiment trackers rank 0 writes to besides ``metrics.jsonl``: TensorBoard, Weights & Biases, MLflow.
+"""Experiment trackers rank 0 writes to besides ``metrics.jsonl``: every tracker accelerate supports.
+
+Built on accelerate's tracker layer (``accelerate.tracking``: TensorBoard, Weights & Biases, MLflow, Aim,
+Comet, ClearML, DVCLive, SwanLab, Trackio), created here rather than through ``Accelerator(log_with=...)``
+because the trainer adds what that layer lacks: pictures from the PNG files it writes, resuming the same
+wandb and MLflow run by the id kept in the run directory, and the precedence below (accelerate's MLflow
+tracker lets the environment override its arguments).
 
 Each tracker gets the scalars of every log tick (and every evaluation), the resolved recipe as the run's
 config, and the pictures as images (sample grids, the evaluation plot). A resumed run continues the same
 tracker run: the ids are kept in ``RUN/trackers.json``. The libraries are optional extras
-(``pip install acl_dist[wandb]`` / ``acl_dist[mlflow]``); validation refuses a recipe naming one that is not
-installed, so a run never fails at its first log tick.
+(``pip install acl_dist[wandb]`` / ``acl_dist[mlflow]``; the others their own packages); validation refuses a
+recipe naming one that is not installed, so a run never fails at its first log tick.
 
 Settings follow the libraries' conventions (``resolve``): a value the recipe sets wins, then the variable a
 user of that library sets in a shell or a SLURM script (``WANDB_PROJECT``, ``WANDB_DIR``, ``WANDB_MODE``,
@@ -38,6 +44,7 @@ PROBE_TIMEOUT_S = 3.0  # an MLflow server that does not answer a TCP connect wit
 class Resolved:
     """The tracker settings a run uses, each from the recipe, else the environment, else acl_dist's default."""
 
+    project: str  # for the trackers without a variable of their own
     wandb_project: str
     wandb_dir: str
     wandb_mode: str  # online | offline | disabled
@@ -51,6 +58,7 @@ def resolve(cfg, run_dir: str, out_dir: str, env: dict | None = None) -> Resolve
     env = os.environ if env is None else env
     uri = cfg.mlflow_uri or env.get("MLFLOW_TRACKING_URI", "")
     return Resolved(
+        project=cfg.project or DEFAULT_PROJECT,
         wandb_project=cfg.project or env.get("WANDB_PROJECT") or DEFAULT_PROJECT,
         wandb_dir=env.get("WANDB_DIR") or run_dir,
         wandb_mode=(cfg.wandb_mode or env.get("WANDB_MODE") or "online").lower(),
@@ -107,86 +115,104 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
-class TensorBoardTracker:
-    def __init__(self, run_dir: str):
-        from torch.utils.tensorboard import SummaryWriter
+class AccelerateTracker:
+    """One of accelerate's trackers (``accelerate.tracking``) behind the three calls the trainer makes.
 
-        self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+    accelerate gives every tracker ``log`` and ``finish``; what it lacks, this keeps: a picture from a PNG file
+    (its ``log_images`` where the tracker has one, an artifact for MLflow, which has none; nothing for a
+    tracker with neither) and the id a resumed run continues (``id``, wandb's and MLflow's)."""
+
+    def __init__(self, name: str, tracker, run_id: str | None = None):
+        self.name, self.tracker, self.id = name, tracker, run_id
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+        self.tracker.log(values, step=step)
 
     def image(self, step: int, key: str, path: str) -> None:
+        if self.name == "mlflow":
+            self.tracker.log_artifact(path, artifact_path=f"{key}/step-{step:08d}")
+            return
+        if not hasattr(self.tracker, "log_images"):
+            return
         import numpy as np
         from PIL import Image
 
         with Image.open(path) as picture:
-            self.writer.add_image(key, np.asarray(picture.convert("RGB")), step, dataformats="HWC")
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class WandbTracker:
-    """A wandb run in the run directory (``wandb/``), resumed by id; ``log.wandb_mode`` offline for no network."""
-
-    def __init__(self, wandb_dir: str, name: str, project: str, config: dict, run_id: str | None, mode: str):
-        import wandb
-
-        self.wandb = wandb
-        os.makedirs(wandb_dir, exist_ok=True)
-        self.run = wandb.init(project=project, name=name, id=run_id, resume="allow" if run_id else None,
-                              dir=wandb_dir, config=config, mode=mode, reinit="create_new")
-        self.id = self.run.id
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        self.run.log(values, step=step)
-
-    def image(self, step: int, key: str, path: str) -> None:
-        self.run.log({key: self.wandb.Image(path)}, step=step)
-
-    def close(self) -> None:
-        self.run.finish()
-
-
-class MLflowTracker:
-    """An MLflow run, resumed by id: in ``log.mlflow_uri``, else MLFLOW_TRACKING_URI, else a local sqlite store
-    ``<run.out_dir>/mlflow.db`` with its artifacts in ``<run.out_dir>/mlartifacts`` (MLflow 3 deprecates the
-    file store acl_dist used before; a file: URI still works for those who name one)."""
-
-    def __init__(self, uri: str, name: str, project: str, config: dict, run_id: str | None,
-                 artifacts: str | None = None):
-        if uri.startswith("file:"):  # MLflow 3 keeps its file store for those who opt in
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri=uri)
-        if run_id is None:
-            experiment = self.client.get_experiment_by_name(project)
-            experiment_id = (experiment.experiment_id if experiment is not None
-                             else self.client.create_experiment(project, artifact_location=artifacts))
-            run_id = self.client.create_run(experiment_id, run_name=name).info.run_id
-            for key, value in _flat(config).items():
-                self.client.log_param(run_id, key, str(value)[:500])  # MLflow's length limit for a value
-            self.client.log_dict(run_id, config, "recipe.json")
+            pixels = np.asarray(picture.convert("RGB"))  # [H, W, 3]
+        if self.name == "tensorboard":
+            self.tracker.log_images({key: pixels[None]}, step=step, dataformats="NHWC")
         else:
-            self.client.update_run(run_id, status="RUNNING")
-        self.id = run_id
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
-
-    def image(self, step: int, key: str, path: str) -> None:
-        self.client.log_artifact(self.id, path, artifact_path=f"{key}/step-{step:08d}")
+            self.tracker.log_images({key: [pixels]}, step=step)
 
     def close(self) -> None:
-        self.client.set_terminated(self.id)
+        self.tracker.finish()
+
+
+def _tensorboard(run_dir: str, config: dict) -> AccelerateTracker:
+    from accelerate.tracking import TensorBoardTracker
+
+    tracker = TensorBoardTracker("tensorboard", run_dir)  # RUN/tensorboard, as before accelerate wrote it
+    tracker.start()
+    tracker.store_init_configuration({k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                                      for k, v in _flat(config).items()})
+    return AccelerateTracker("tensorboard", tracker)
+
+
+def _wandb(settings: Resolved, name: str, config: dict, run_id: str | None) -> AccelerateTracker:
+    """wandb.init through accelerate (its ``run_name`` is wandb's project); the config goes in with the run,
+    not through ``wandb.config``, which is the global of whichever run started last."""
+    from accelerate.tracking import WandBTracker
+
+    os.makedirs(settings.wandb_dir, exist_ok=True)
+    tracker = WandBTracker(settings.wandb_project, name=name, id=run_id, resume="allow" if run_id else None,
+                           dir=settings.wandb_dir, config=config, mode=settings.wandb_mode, reinit="create_new")
+    tracker.start()
+    return AccelerateTracker("wandb", tracker, tracker.run.id)
+
+
+def _mlflow(settings: Resolved, name: str, config: dict, run_id: str | None, out_dir: str) -> AccelerateTracker:
+    """MLflow through accelerate, with this module's precedence: accelerate lets MLFLOW_EXPERIMENT_NAME and
+    MLFLOW_RUN_ID override its arguments, so they are set aside while it reads them (the recipe's project, the
+    environment's name and the default are already resolved; a resumed run's saved id wins over
+    MLFLOW_RUN_ID). accelerate's ``logging_dir`` is the experiment's artifact location, not the tracking URI,
+    which is set here (MLflow's global, as accelerate's fluent calls use it)."""
+    import mlflow
+    from accelerate.tracking import MLflowTracker
+
+    if settings.mlflow_uri.startswith("file:"):  # MLflow 3 keeps its file store for those who opt in
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    artifacts = (Path(os.path.abspath(os.path.join(out_dir, "mlartifacts"))).as_uri()
+                 if settings.mlflow_default_store else None)
+    run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
+    aside = {k: os.environ.pop(k) for k in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID") if k in os.environ}
+    try:
+        tracker = MLflowTracker(experiment_name=settings.mlflow_experiment, logging_dir=artifacts, run_id=run_id,
+                                run_name=name)
+    finally:
+        os.environ.update(aside)
+    if mlflow.active_run() is not None:  # a run this process started and did not end (an earlier crash)
+        mlflow.end_run()
+    tracker.start()
+    if run_id is None:
+        tracker.store_init_configuration({k: str(v)[:500] for k, v in _flat(config).items()})  # MLflow's limit
+        mlflow.log_dict(config, "recipe.json")
+    return AccelerateTracker("mlflow", tracker, tracker.active_run.info.run_id)
+
+
+def _other(tracker_name: str, run_dir: str, settings: Resolved, config: dict) -> AccelerateTracker:
+    """Any other tracker accelerate supports (Aim, Comet, ClearML, DVCLive, SwanLab, Trackio): its run named by
+    the project, its files (for those that write locally) in ``RUN/<name>``; a resumed run is a new run there
+    (accelerate keeps no run id for them)."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    cls = LOGGER_TYPE_TO_CLASS[tracker_name]
+    kwargs = {"logging_dir": os.path.join(run_dir, tracker_name)} if cls.requires_logging_directory else {}
+    tracker = cls(settings.project, **kwargs)
+    tracker.start()
+    tracker.store_init_configuration({k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                                      for k, v in _flat(config).items()})
+    return AccelerateTracker(tracker_name, tracker)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -211,18 +237,16 @@ def open_trackers(cfg, run_dir: str, name: str, out_dir: str, config: dict) -> l
     opened: list[Tracker] = []
     for tracker in cfg.trackers:
         if tracker == "tensorboard":
-            opened.append(TensorBoardTracker(run_dir))
+            opened.append(_tensorboard(run_dir, config))
         elif tracker == "wandb":
-            opened.append(WandbTracker(settings.wandb_dir, name, settings.wandb_project, config, ids.get("wandb"),
-                                       settings.wandb_mode))
-            ids["wandb"] = opened[-1].id
+            opened.append(_wandb(settings, name, config, ids.get("wandb")))
         elif tracker == "mlflow":
-            artifacts = (Path(os.path.abspath(os.path.join(out_dir, "mlartifacts"))).as_uri()
-                         if settings.mlflow_default_store else None)
-            opened.append(MLflowTracker(settings.mlflow_uri, name, settings.mlflow_experiment, config,
-                                        ids.get("mlflow"), artifacts))
-            ids["mlflow"] = opened[-1].id
-    if set(ids) & {"wandb", "mlflow"}:
+            opened.append(_mlflow(settings, name, config, ids.get("mlflow"), out_dir))
+        else:
+            opened.append(_other(tracker, run_dir, settings, config))
+        if opened[-1].id is not None:
+            ids[tracker] = opened[-1].id
+    if ids:
         with open(path, "w") as f:
             json.dump(ids, f, indent=1)
     return opened

@@ -195,3 +195,65 @@ def test_wandb_writes_where_wandb_dir_says(tmp_path, monkeypatch):
     run_id = json.load(open(os.path.join(recipe.run_dir, "trackers.json")))["wandb"]
     assert glob.glob(str(tmp_path / "wandb-here" / "wandb" / f"offline-run-*-{run_id}"))
     assert not os.path.exists(os.path.join(recipe.run_dir, "wandb"))
+
+
+def test_log_trackers_knows_every_tracker_accelerate_supports():
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    assert set(rules.TRACKERS) == set(LOGGER_TYPE_TO_CLASS)
+
+
+def test_any_other_accelerate_tracker_gets_config_scalars_and_pictures(tmp_path, monkeypatch):
+    """The path every tracker but the three takes (Aim, Comet, ClearML, DVCLive, SwanLab, Trackio), through
+    accelerate's GeneralTracker interface: DVCLive's place taken by a recording tracker, its library absent."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker
+
+    calls: list[tuple] = []
+
+    class Recording(GeneralTracker):
+        name, requires_logging_directory, main_process_only = "dvclive", True, True
+
+        def __init__(self, run_name: str, logging_dir: str):
+            super().__init__()
+            calls.append(("init", run_name, logging_dir))
+
+        @property
+        def tracker(self):
+            return self
+
+        def start(self):
+            calls.append(("start",))
+
+        def store_init_configuration(self, values: dict):
+            calls.append(("config", values))
+
+        def log(self, values: dict, step=None, **kwargs):
+            calls.append(("log", step, set(values)))
+
+        def log_images(self, values: dict, step=None, **kwargs):
+            calls.append(("images", step, {k: v[0].shape for k, v in values.items()}))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    monkeypatch.setitem(LOGGER_TYPE_TO_CLASS, "dvclive", Recording)
+    monkeypatch.setitem(rules.TRACKERS, "dvclive", "json")  # validation: its library counts as installed
+    recipe, _ = _train(tmp_path, "dvclive", 2, "log.project=digits-study")
+    assert calls[0] == ("init", "digits-study", os.path.join(recipe.run_dir, "dvclive")) and calls[1] == ("start",)
+    assert calls[2][0] == "config" and calls[2][1]["method.name"] == "gan" and calls[2][1]["train.steps"] == 2
+    assert [c[1] for c in calls if c[0] == "log" and "D/d_loss" in c[2]] == [1, 2]
+    assert any(c[0] == "log" and "eval/fid" in c[2] for c in calls)
+    images = [c for c in calls if c[0] == "images"]
+    assert {k for c in images for k in c[2]} == {"samples", "eval"} and all(
+        len(shape) == 3 and shape[2] == 3 for c in images for shape in c[2].values())  # [H, W, RGB]
+    assert calls[-1] == ("finish",)
+
+
+def test_tensorboard_gets_scalars_and_the_pictures(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe, _ = _train(tmp_path, "tensorboard", 2)
+    events = EventAccumulator(os.path.join(recipe.run_dir, "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("D/d_loss")] == [1, 2]
+    assert {"samples", "eval"} <= set(events.Tags()["images"])
