@@ -40,7 +40,7 @@ def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, 
                   fps: float = 12.0, walk_keypoints: int = 4, video: bool = True,
                   device: torch.device = torch.device("cpu")) -> dict[str, str]:
     """Every picture the method supports, under ``out``; returns {what: path}."""
-    from acl_dist.training.outputs import save_samples
+    from acl_dist.pictures import save_samples
 
     method, nets = loaded.method.to(device), {name: net.to(device) for name, net in loaded.nets.items()}
     os.makedirs(out, exist_ok=True)
@@ -61,7 +61,8 @@ def write_samples(loaded: LoadedRun, out: str, *, num: int = 64, rows: int = 8, 
 def _write_interpolations(loaded: LoadedRun, nets, out: str, rows: int, steps: int, seed: int, video: bool,
                           device: torch.device) -> dict[str, str]:
     """Through the encoder's codes between real images (Fig. 10); between prior draws without an encoder."""
-    from acl_dist.eval import figures, pictures
+    from acl_dist import pictures
+    from acl_dist.eval import figures
 
     method = loaded.method
     pairs = _real_pairs(loaded, rows, seed) if method.encode_nets else None
@@ -80,7 +81,8 @@ def _write_interpolations(loaded: LoadedRun, nets, out: str, rows: int, steps: i
 
 
 def _write_traversals(method, nets, out: str, rows: int, steps: int, device: torch.device) -> dict[str, str]:
-    from acl_dist.eval import figures, pictures
+    from acl_dist import pictures
+    from acl_dist.eval import figures
 
     written = {}
     for name, grid in figures.infogan_traversals(method, nets, rows, steps, device).items():
@@ -91,7 +93,8 @@ def _write_traversals(method, nets, out: str, rows: int, steps: int, device: tor
 
 def _write_latent_walk(method, nets, out: str, count: int, keypoints: int, fps: float,
                        device: torch.device) -> str:
-    from acl_dist.eval import figures, pictures
+    from acl_dist import pictures
+    from acl_dist.eval import figures
 
     path = os.path.join(out, "latent_walk.mp4")
     walk = figures.latent_walk(method, nets, count, keypoints, int(fps * 2), device)

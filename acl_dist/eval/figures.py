@@ -1,6 +1,6 @@
 """The paper's pictures from a trained method: interpolations through codes, InfoGAN traversals, latent walks.
 
-Each function returns tensors in [-1, 1] and leaves drawing to ``acl_dist.eval.pictures`` (PNG strips, MP4),
+Each function returns tensors in [-1, 1] and leaves drawing to ``acl_dist.pictures`` (PNG strips, MP4),
 so what is computed can be tested apart from how it is drawn.
 """
 

@@ -29,7 +29,7 @@ from acl_dist.distributed import broadcast_float, rank_and_world
 from acl_dist.eval.extractors import build_extractor
 from acl_dist.eval.fid import stats_cache_path
 from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, extractor_layers, reference_set
-from acl_dist.eval.pictures import plot_metrics, read_curve
+from acl_dist.pictures import plot_metrics
 
 logger = logging.getLogger(__name__)
 CSV_NAME, PNG_NAME = "eval.csv", "eval.png"
@@ -47,6 +47,12 @@ class EvalFields(Protocol):
     kid_subsets: int
     kid_subset_size: int
     prc_neighborhood: int
+
+
+def read_curve(csv_path: str) -> list[dict]:
+    """Rows of a metrics CSV (header row first) as dicts of floats; an empty cell is a value the row lacks."""
+    with open(csv_path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
 def read_history(run_dir: str) -> list[dict]:

@@ -1,5 +1,5 @@
-"""What rank 0 writes while training: the metrics log (JSONL, and the trackers of ``log.trackers``) and sample
-pictures."""
+"""What rank 0 writes while training: the metrics log (JSONL, and the trackers of ``log.trackers``). Pictures are
+drawn by ``acl_dist.pictures``, which the tools use too."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-
-from torch import Tensor
 
 from acl_dist.training.trackers import Tracker
 
@@ -42,35 +40,3 @@ class MetricsLog:
             self.file.close()
         for tracker in self.trackers:
             tracker.close()
-
-
-def save_samples(samples: Tensor, path: str, reference: Tensor | None = None) -> str:
-    """Images [B, C, H, W] in [-1, 1] as a PNG grid; 2-D points [B, 2] as a scatter over the data."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if samples.dim() == 4:
-        from torchvision.utils import save_image
-
-        nrow = max(1, int(round(samples.shape[0] ** 0.5)))
-        save_image((samples.clamp(-1, 1) + 1) / 2, path, nrow=nrow, padding=1)
-        return path
-    return save_scatter(samples, path, reference)
-
-
-def save_scatter(points: Tensor, path: str, reference: Tensor | None = None, title: str = "") -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    if reference is not None:
-        ax.scatter(*reference[:, :2].T.cpu().numpy(), s=2, c="tab:red", alpha=0.3, label="data")
-    ax.scatter(*points[:, :2].T.cpu().numpy(), s=4, c="tab:cyan", label="generated")
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=7)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

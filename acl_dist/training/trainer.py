@@ -26,6 +26,7 @@ from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, Tr
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext
 from acl_dist.methods.registry import build_method
+from acl_dist.pictures import save_samples
 from acl_dist.training.checkpoint import (
     CheckpointWriter,
     RunLock,
@@ -39,7 +40,7 @@ from acl_dist.training.checkpoint import (
 from acl_dist.training.cuda_graphs import GraphedStep, use_cuda_graphs
 from acl_dist.training.ema import EMA
 from acl_dist.training.eval_noise import evaluation_noise
-from acl_dist.training.outputs import MetricsLog, save_samples
+from acl_dist.training.outputs import MetricsLog
 from acl_dist.training.trackers import open_trackers, preflight
 from acl_dist.training.update import DeepSpeedUpdates, OptimizerUpdates, Updates
 

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from acl_dist.eval.pictures import interpolation_strip, plot_curve, save_grid, save_video
+from acl_dist.eval.tracker import read_curve
+from acl_dist.pictures import interpolation_strip, plot_metrics, save_grid, save_samples, save_video
 
 
 def test_save_grid_writes_png_of_the_right_size_and_values(tmp_path):
@@ -30,12 +31,23 @@ def test_interpolation_strip_one_row_per_interpolation(tmp_path):
     assert (px[16:32, 32:48] == expected).all()
 
 
-def test_plot_curve_from_csv(tmp_path):
-    csv = tmp_path / "fid.csv"
-    csv.write_text("step,fid\n100,80.5\n200,40.25\n300,30.0\n")
-    path = plot_curve(str(csv), str(tmp_path / "fid.png"))
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+def test_the_evaluation_history_reads_back_and_plots_one_panel_per_metric(tmp_path):
+    csv = tmp_path / "eval.csv"
+    csv.write_text("step,fid,kid_mean,kid_std\n100,80.5,0.2,0.01\n200,40.25,,\n300,30.0,0.1,0.01\n")
+    rows = read_curve(str(csv))
+    assert rows[1] == {"step": 200.0, "fid": 40.25}  # an empty cell is a value the row lacks
+    path = plot_metrics(rows, str(tmp_path / "eval.png"))
+    with Image.open(path) as im:  # two panels (fid, kid_mean) side by side
+        assert im.format == "PNG" and im.size == (800, 320)  # 4 x 3.2 inches a panel at 100 dpi
+
+
+def test_samples_are_a_grid_of_images_or_a_scatter_of_points(tmp_path):
+    grid = save_samples(torch.zeros(4, 1, 8, 8), str(tmp_path / "g" / "grid.png"))
+    with Image.open(grid) as im:
+        assert im.size == (2 * 9 + 1, 2 * 9 + 1)  # 2 x 2 images of 8 px, 1 px padding
+    scatter = save_samples(torch.randn(50, 2), str(tmp_path / "s" / "points.png"), reference=torch.randn(80, 2))
+    with Image.open(scatter) as im:
+        assert im.size == (400, 400)
 
 
 def test_save_video_encodes_frames(tmp_path):

@@ -1,4 +1,5 @@
-"""Pictures of a run: sample grids, interpolation strips, videos and metric curves.
+"""Pictures of a run, for training and the tools alike: sample grids (and scatter plots of 2-D samples),
+interpolation strips, videos and the evaluation's metric curves.
 
 Images arrive as our [-1, 1] float tensors [B, C, H, W]; :func:`to_uint8_hwc` is where they become the
 uint8 [H, W, 3] arrays PNG and video writers take. Videos go through :func:`acl_dist.media.encode_video`
@@ -8,13 +9,13 @@ and no global backend is switched.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torchvision.utils import make_grid
 
 
@@ -67,35 +68,6 @@ def save_video(frames: Iterable[torch.Tensor], path: str, fps: float = 24.0) -> 
     return encode_video(as_arrays(), path, fps)
 
 
-def read_curve(csv_path: str) -> list[dict]:
-    """Rows of a metrics CSV (header row first) as dicts of floats; an empty cell is a value the row lacks."""
-    with open(csv_path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-
-
-def plot_curve(
-    source: str | Sequence[dict], png_path: str, x: str = "step", y: str = "fid", title: str | None = None
-) -> str:
-    """Plot column ``y`` against ``x`` from a CSV path or a list of row dicts; writes ``png_path``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no display needed
-
-    rows = read_curve(source) if isinstance(source, (str, os.PathLike)) else list(source)
-    xs, ys = [float(r[x]) for r in rows], [float(r[y]) for r in rows]
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(xs, ys, marker="o", markersize=3)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y.upper() if y == "fid" else y)
-    ax.set_title(title or f"{y} by {x}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
-    fig.savefig(png_path)
-    return png_path
-
-
 def plot_metrics(rows: Sequence[dict], png_path: str, x: str = "step", title: str = "") -> str:
     """One panel per reported value of ``rows`` (all but ``x``, ``seconds`` and ``*_std``), side by side.
 
@@ -126,3 +98,35 @@ def plot_metrics(rows: Sequence[dict], png_path: str, x: str = "step", title: st
     os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
     fig.savefig(png_path)
     return png_path
+
+
+def save_samples(samples: Tensor, path: str, reference: Tensor | None = None) -> str:
+    """Images [B, C, H, W] in [-1, 1] as a PNG grid; 2-D points [B, 2] as a scatter over the data."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if samples.dim() == 4:
+        from torchvision.utils import save_image
+
+        nrow = max(1, int(round(samples.shape[0] ** 0.5)))
+        save_image((samples.clamp(-1, 1) + 1) / 2, path, nrow=nrow, padding=1)
+        return path
+    return save_scatter(samples, path, reference)
+
+
+def save_scatter(points: Tensor, path: str, reference: Tensor | None = None, title: str = "") -> str:
+    """2-D points [B, 2] as a scatter over the data's (``reference``) on matplotlib's Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch
+
+    fig = Figure(figsize=(4, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if reference is not None:
+        ax.scatter(*reference[:, :2].T.cpu().numpy(), s=2, c="tab:red", alpha=0.3, label="data")
+    ax.scatter(*points[:, :2].T.cpu().numpy(), s=4, c="tab:cyan", label="generated")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
