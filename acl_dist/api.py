@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 from acl_dist.config import load_recipe
-from acl_dist.eval.loading import LoadedRun, load_run
 from acl_dist.sections import Recipe
+from acl_dist.tools.run_loading import LoadedRun, load_run
 from acl_dist.training.trainer import Trainer, TrainResult
 
 __all__ = ["LoadedRun", "Recipe", "TrainResult", "load_recipe", "load_run", "train"]

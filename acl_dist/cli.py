@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     _add_train(subparsers)
-    for module in ("acl_dist.data.shard_cli", "acl_dist.eval.cli", "acl_dist.submit", "acl_dist.demo"):
+    for module in ("acl_dist.tools.shard", "acl_dist.tools.sample_eval", "acl_dist.submit", "acl_dist.demo"):
         _register_optional(module, subparsers)
     subparsers.add_parser("repro", help="regenerate the reproduction reports (docs/results/*.md) from a source "
                           "checkout: acl-dist repro PART [--budget ...]; see acl-dist repro --help", add_help=False)

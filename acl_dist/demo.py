@@ -27,8 +27,8 @@ def _last_fid(run_dir: str) -> tuple[int, float, float] | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from acl_dist.config import ConfigError, load_recipe
-    from acl_dist.eval.cli import write_samples
-    from acl_dist.eval.loading import load_run
+    from acl_dist.tools.run_loading import load_run
+    from acl_dist.tools.sample_eval import write_samples
     from acl_dist.training.trainer import Trainer, TrainingError
 
     try:

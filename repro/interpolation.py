@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 
-from acl_dist.eval.cli import write_samples
-from acl_dist.eval.loading import load_run
+from acl_dist.tools.run_loading import load_run
+from acl_dist.tools.sample_eval import write_samples
 from repro.jobs import REPO, Job, ReproError, run_jobs
 from repro.report import write_report
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import torch
 
 from acl_dist.data.sources.toy import toy_tensors
-from acl_dist.eval.loading import load_run
 from acl_dist.priors import mixture_centers
+from acl_dist.tools.run_loading import load_run
 from acl_dist.training.checkpoint import complete_checkpoints
 from repro.jobs import REPO, Job, run_jobs
 from repro.report import mean_std, write_report

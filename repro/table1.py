@@ -77,8 +77,8 @@ def diagnostics(run_dir: str) -> dict:
     a large code MMD² means the code GAN (L_Z) is the bottleneck."""
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
-    from acl_dist.eval.loading import load_run
     from acl_dist.stats import code_mmd2
+    from acl_dist.tools.run_loading import load_run
 
     loaded = load_run(run_dir)
     method, nets = loaded.method, loaded.nets

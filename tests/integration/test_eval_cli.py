@@ -13,8 +13,8 @@ from PIL import Image
 
 from acl_dist.eval import figures
 from acl_dist.eval.extractors import build_extractor
-from acl_dist.eval.loading import load_run
 from acl_dist.media import probe_frame_count
+from acl_dist.tools.run_loading import load_run
 from acl_dist.training.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.numerics import feature_bound, fid_reorder_tolerance

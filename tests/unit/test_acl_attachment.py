@@ -141,7 +141,7 @@ def test_recalibration_is_the_same_on_every_call(tiny_recipe):
 
 
 def test_load_run_recalibrates_like_the_trainer(tiny_recipe):
-    from acl_dist.eval.loading import load_run
+    from acl_dist.tools.run_loading import load_run
 
     # NCHW in the trainer as in load_run: the same kernels on the same noise, so the same numbers exactly
     trainer = Trainer(tiny_recipe("acl_gan", "model.g_norm=batch", "train.steps=2", "eval.bn_recalibration=2",

@@ -6,8 +6,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from acl_dist.data.shard_cli import register
 from acl_dist.data.shards import Manifest, verify_shards
+from acl_dist.tools.shard import register
 
 
 def run(argv):

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from acl_dist.eval.loading import LoadedRun, load_run, pick_device
+from acl_dist.tools.run_loading import LoadedRun, load_run, pick_device
 
 log = logging.getLogger(__name__)
 
