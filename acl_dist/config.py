@@ -14,11 +14,11 @@ import os
 
 import yaml
 
+from acl_dist.data.options import DataOptions  # the data: section's base (re-exported)
 from acl_dist.data.sources import source_class, source_names
 from acl_dist.errors import ConfigError  # noqa: F401  (re-exported: recipes and tools import it from here)
 from acl_dist.methods.registry import method_names, options_class
 from acl_dist.sections import (  # the schema's names, re-exported for users of this module
-    DataOptions,
     EvalConfig,
     LaunchConfig,
     LogConfig,

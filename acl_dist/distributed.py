@@ -27,6 +27,11 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def backend_name() -> str:
+    """The default process group's backend (nccl, gloo), "none" without one."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
+
+
 def comm_device() -> torch.device:
     """Where tensors must be to cross processes: NCCL moves CUDA tensors only; gloo takes CPU tensors."""
     if is_distributed() and dist.get_backend() == "nccl":

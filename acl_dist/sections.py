@@ -3,8 +3,10 @@
 A recipe is YAML holding values; the dataclasses here are its schema, every field with a comment saying what it
 means (``docs/recipe.md`` is generated from them). Building is strict: an unknown key or a value of the wrong
 type raises :class:`ConfigError` naming the key path. The ``method:`` section is the method's own options class
-(``Method.Options``, beside the method's phases) and the ``data:`` section the source's; which class a name
-stands for is the loader's business (``acl_dist.config``), so nothing here imports a component.
+(``Method.Options``, beside the method's phases) and the ``data:`` section the source's: the components declare
+those sections' base classes (``methods/options.py``, ``data/options.py``) and register them here
+(``register_chosen_section``); which class a name stands for is the loader's business (``acl_dist.config``). So
+nothing here imports a component: the schema gathers the sections components fill in.
 """
 
 from __future__ import annotations
@@ -17,9 +19,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from acl_dist.data.options import DataOptions
 from acl_dist.errors import ConfigError
-from acl_dist.methods.options import MethodOptions
+
+# Sections whose schema one of their keys chooses: ``method.name`` (the method's options class) and ``data.source``
+# (the source's). Their base classes are registered by the components that declare them.
+CHOSEN_BY = {"method": "name", "data": "source"}
+_CHOSEN_BASES: dict[str, type] = {}
+
+
+def register_chosen_section(section: str, base: type) -> None:
+    """A component declares the base options class of a chosen section (``CHOSEN_BY``)."""
+    if section not in CHOSEN_BY:
+        raise ValueError(f"{section!r} is not a chosen section ({', '.join(CHOSEN_BY)})")
+    _CHOSEN_BASES[section] = base
+
+
+def chosen_base(section: str) -> type:
+    """The registered base options class of ``section`` (its fields: what every choice has)."""
+    if section not in _CHOSEN_BASES:
+        raise RuntimeError(f"no options class is registered for the {section}: section; import acl_dist.config, "
+                           "which loads the components that declare it")
+    return _CHOSEN_BASES[section]
 
 
 @dataclass
@@ -142,9 +162,9 @@ class Recipe:
     """A whole recipe: one section per concern."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    data: DataOptions = field(default_factory=DataOptions)
+    data: Any = field(default_factory=lambda: chosen_base("data")())  # the source's options (a DataOptions)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodOptions = field(default_factory=MethodOptions)
+    method: Any = field(default_factory=lambda: chosen_base("method")())  # the method's options (a MethodOptions)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -211,12 +231,6 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(path, f"unsupported type {_type_name(tp)}")
 
 
-# Sections whose schema one of their keys chooses: ``method.name`` (the method's options class) and
-# ``data.source`` (the source's). The classes come from the components' registries, which the loader
-# (acl_dist.config) passes in: the schema imports no component.
-CHOSEN_BY = {"method": ("name", MethodOptions), "data": ("source", DataOptions)}
-
-
 def chosen_section(section: str, data: Any, classes: Mapping[str, type], strict: bool = True) -> Any:
     """The ``section`` built into the options class its key names (``classes``: {name: class}).
 
@@ -224,7 +238,7 @@ def chosen_section(section: str, data: Any, classes: Mapping[str, type], strict:
     drops such keys instead: recipes stored in checkpoints of older versions held every method's options (and
     every source's) in one flat section.
     """
-    key, base = CHOSEN_BY[section]
+    key, base = CHOSEN_BY[section], chosen_base(section)
     data = dict(data or {})
     name = data.get(key, getattr(base, key))
     if name not in classes:
@@ -286,7 +300,7 @@ def to_dict(recipe: Recipe) -> dict:
     """The resolved recipe as plain data (what is written into the run directory), the method's name and the
     data source first."""
     data = dataclasses.asdict(recipe)
-    for section, (key, _) in CHOSEN_BY.items():
+    for section, key in CHOSEN_BY.items():
         data[section] = {key: data[section].pop(key), **data[section]}
     return data
 

@@ -11,8 +11,7 @@ import os
 from acl_dist import rules
 from acl_dist.data.sources import source_class
 from acl_dist.errors import ConfigError
-from acl_dist.eval.extractors import EXTRACTORS
-from acl_dist.eval.metrics import METRICS, extractor_layers
+from acl_dist.eval.names import EXTRACTORS, METRICS, metric_problem
 from acl_dist.methods.registry import method_class, method_names
 from acl_dist.sections import Recipe
 
@@ -146,11 +145,9 @@ def check_metrics(metrics: list[str], extractor: str) -> None:
             raise ConfigError(f"eval.metrics[{i}]", f"unknown metric {name!r}; known: {', '.join(METRICS)}")
         if name in metrics[:i]:
             raise ConfigError(f"eval.metrics[{i}]", f"{name} is listed twice")
-        if name == "isc":
-            try:
-                extractor_layers(extractor, [name])
-            except ValueError as err:
-                raise ConfigError(f"eval.metrics[{i}]", f"{err}; eval.feature_extractor is {extractor}") from None
+        problem = metric_problem(name, extractor)
+        if problem:
+            raise ConfigError(f"eval.metrics[{i}]", f"{problem}; eval.feature_extractor is {extractor}")
 
 
 def _check_train(recipe: Recipe) -> None:

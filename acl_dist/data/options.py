@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from acl_dist.errors import ConfigError
 from acl_dist.ops.diffaugment import POLICIES
+from acl_dist.sections import register_chosen_section
 
 
 @dataclass
@@ -29,3 +30,6 @@ class DataOptions:
                                   f"{', '.join(POLICIES)}")
             if policy in self.augment[:i]:
                 raise ConfigError(f"data.augment[{i}]", f"{policy} is listed twice")
+
+
+register_chosen_section("data", DataOptions)  # the schema's data: section is this class or a subclass

@@ -38,13 +38,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from acl_dist.eval.dinov2 import DinoV2
+from acl_dist.eval.names import CLIP, DIGITS_CNN, DINOV2, EXTRACTORS, INCEPTION, MNIST_CNN  # noqa: F401 (re-exported)
 
-DIGITS_CNN = "digits-cnn"
-MNIST_CNN = "mnist-cnn"
-INCEPTION = "inception-v3-compat"
-DINOV2 = "fd-dinov2"
-CLIP = "clip"
-EXTRACTORS = (DIGITS_CNN, MNIST_CNN, INCEPTION, DINOV2, CLIP)
 URL_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"  # FD-DINOv2's ViT-L/14
 URL_CLIP = CLIP_URLS["clip-vit-l-14"]  # the CLIP ViT-L/14 FD_CLIP is usually reported with
 DIGITS_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "digits_cnn.pt")

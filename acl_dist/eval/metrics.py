@@ -39,10 +39,10 @@ from torch_fidelity.metric_prc import (
 from acl_dist.distributed import broadcast_float, broadcast_floats, gather_rows_to_main, rank_and_world
 from acl_dist.eval.extractors import extract_layers, feature_layer, logits_layer
 from acl_dist.eval.fid import FeatureStats, broadcast_stats, fid_from_stats, reduce_stats, shard_sizes
+from acl_dist.eval.names import METRICS, metric_problem  # noqa: F401 (METRICS re-exported)
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("fid", "kid", "isc", "prc")  # the names `eval.metrics` and `--metrics` take
 KEYS = {  # metric -> the values it reports (metrics.jsonl: eval/<key>; eval.csv: one column each)
     "fid": ("fid",),
     "kid": ("kid_mean", "kid_std"),
@@ -89,11 +89,10 @@ def extractor_layers(name: str, metrics: Sequence[str]) -> list[str]:
     """
     layers = [feature_layer(name)]
     if "isc" in metrics:
-        logits = logits_layer(name)
-        if logits is None:
-            raise ValueError(f"isc needs class logits, which {name} does not have (digits-cnn and "
-                             "inception-v3-compat do)")
-        layers.append(logits)
+        problem = metric_problem("isc", name)
+        if problem:
+            raise ValueError(problem)
+        layers.append(logits_layer(name))
     return layers
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from acl_dist.errors import ConfigError
 from acl_dist.losses import GAN_LOSSES
 from acl_dist.priors import PRIORS
+from acl_dist.sections import register_chosen_section
 
 
 def choose(path: str, value: object, allowed: tuple) -> None:
@@ -115,3 +116,6 @@ class CodeGANOptions(GeneratorLossOptions):
         choose("method.encoder_code_norm", self.encoder_code_norm, ("none", "batch"))
         choose("method.code_loss", self.code_loss, ("nonsaturating", "wgan_gp"))
         positive("method.code_d_steps", self.code_d_steps)
+
+
+register_chosen_section("method", MethodOptions)  # the schema's method: section is this class or a subclass

@@ -86,7 +86,7 @@ class Trainer:
         self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process
         if self.world > 1 and self.is_main:
             log.info("%d processes, rank 0 on %s, process group %s", self.world, self.device,
-                     torch.distributed.get_backend())
+                     distributed.backend_name())
         # Nets are built in torch's default floating dtype (float32 unless a caller, such as the float64 golden
         # test, set another); batches are cast to it, so the data path never decides the arithmetic.
         self.dtype = torch.get_default_dtype()

@@ -8,57 +8,25 @@ Imports are read from the source: module level, inside functions (a lazy import 
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 import os
 
 from tests.conftest import REPO
 
-PACKAGE = os.path.join(REPO, "acl_dist")
+
+def _load_graph_script():
+    spec = importlib.util.spec_from_file_location("import_graph", os.path.join(REPO, "scripts", "import_graph.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GRAPH = _load_graph_script()  # scripts/import_graph.py: the graph this test reads, and the measurement it prints
+PACKAGE = GRAPH.PACKAGE
 SINGLE_DEVICE = ("acl_dist.nets", "acl_dist.methods", "acl_dist.losses", "acl_dist.ops", "acl_dist.stats",
                  "acl_dist.priors")
 DISTRIBUTED = ("torch.distributed", "accelerate", "deepspeed")
-
-
-def _modules() -> dict[str, str]:
-    """{dotted module name: file} for every module of the package."""
-    out = {}
-    for folder, _, files in os.walk(PACKAGE):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                dotted = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
-                out[dotted.removesuffix(".__init__")] = path
-    return out
-
-
-def _imports(path: str) -> set[str]:
-    """Every module name ``path`` imports: module level, in functions and under ``if TYPE_CHECKING:`` alike."""
-    found: set[str] = set()
-
-    class Visitor(ast.NodeVisitor):
-        def visit_Import(self, node: ast.Import) -> None:
-            found.update(alias.name for alias in node.names)
-
-        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-            if node.module and node.level == 0:
-                if node.module != "acl_dist":  # `from acl_dist import losses` imports losses, not the root's API
-                    found.add(node.module)
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
-
-    with open(path) as f:
-        Visitor().visit(ast.parse(f.read()))
-    return found
-
-
-def _graph() -> dict[str, set[str]]:
-    modules = _modules()
-
-    def owner(name: str) -> str | None:  # the package module an import name refers to
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    return {m: {o for name in _imports(p) if (o := owner(name)) and o != m} for m, p in modules.items()}
+_modules, _imports, _graph = GRAPH.modules, GRAPH.imports, GRAPH.graph
 
 
 FLOORS = [  # bottom to top: (floor, module prefixes); a module is on the floor of its longest matching prefix
@@ -108,36 +76,22 @@ def test_collectives_live_in_distributed_py():
     users = [m for m, p in _modules().items() if m not in allowed
              and any(name.startswith("torch.distributed") for name in _imports(p))]
     assert not users, users
+    calls = [m for m, p in _modules().items() if m not in allowed and "torch.distributed." in open(p).read()]
+    assert not calls, calls  # nor reached as an attribute of torch (`torch.distributed.get_backend()`)
 
 
 def test_no_import_circles():
-    graph, index, low, stack, on_stack, circles = _graph(), {}, {}, [], set(), []
+    assert not GRAPH.circles(_graph())
 
-    def visit(node: str) -> None:  # Tarjan's strongly connected components
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in graph[node]:
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
-            if len(component) > 1:
-                circles.append(sorted(component))
 
-    for node in graph:
-        if node not in index:
-            visit(node)
-    assert not circles, circles
+def test_folders_import_only_their_floor_and_those_below_and_never_each_other():
+    """One level up: a sub-package (``acl_dist.eval``) or top-level module is a folder, and a folder imports
+    another when any of its modules does. No two folders import each other, and every folder import runs down
+    the floors (``eval/`` under ``training/``, ``sections.py`` under ``methods/`` and ``data/``)."""
+    folders = GRAPH.folder_graph()
+    assert not GRAPH.circles(folders)
+    upward = [f"{a} imports {b}" for a, targets in folders.items() for b in targets if floor_of(b) > floor_of(a)]
+    assert not upward, upward
 
 
 def test_the_graph_reads_lazy_and_type_only_imports(tmp_path):

@@ -6,11 +6,12 @@ import os
 
 import torch
 
+from acl_dist.data.options import DataOptions
 from acl_dist.data.sources import open_source
 from acl_dist.data.sources.digits import digits_tensors
 from acl_dist.data.sources.toy import ToyOptions
 from acl_dist.eval.during_training import _memory_real, build_tracker
-from acl_dist.sections import DataOptions, EvalConfig
+from acl_dist.sections import EvalConfig
 
 
 class Setup:

@@ -209,3 +209,24 @@ def test_clip_runs_on_a_weights_file_made_here(offline, scripted):
     # the visual tower holds the file's weights (torch-fidelity's loader dropped the text keys and, as with
     # OpenAI's fp16 files, rounds the weights through fp16)
     assert torch.equal(ex.model.visual.conv1.weight, model.visual.conv1.weight.detach().half().float())
+
+
+def test_the_light_name_registry_says_what_the_extractors_can_do():
+    """acl_dist.eval.names (what validation reads) agrees with the extractors themselves."""
+    from acl_dist.eval import names
+    from acl_dist.eval.extractors import FEATURE_EXTRACTORS_REGISTRY, logits_layer
+
+    assert set(names.EXTRACTORS) <= set(FEATURE_EXTRACTORS_REGISTRY)
+    assert {n for n in names.EXTRACTORS if logits_layer(n) is not None} == set(names.WITH_CLASS_LOGITS)
+
+
+def test_loading_a_recipe_imports_no_metric_library():
+    import subprocess
+
+    from tests.conftest import PYTHON, REPO
+
+    code = ("import sys; from acl_dist.config import load_recipe; load_recipe('recipes/mnist/gan.yaml'); "
+            "print(sorted(m for m in ('torch_fidelity', 'acl_dist.eval.extractors', 'acl_dist.eval.metrics') "
+            "if m in sys.modules))")
+    out = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:] + out.stdout
