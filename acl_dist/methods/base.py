@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from acl_dist.methods.options import AdversarialOptions, MethodOptions
+from acl_dist.ops.augment_pipe import AugmentPipe
 from acl_dist.priors import Prior
 
 if TYPE_CHECKING:
@@ -78,15 +79,17 @@ class Method(nn.Module):
     encode_nets: tuple[str, ...] = ()  # nets used by encode(); empty when the method has no encoder
 
     def __init__(self, cfg: MethodOptions, model: ModelConfig, data_dim: int | None = None,
-                 augment: tuple[str, ...] = ()):
+                 augment: AugmentPipe | None = None):
         """Args:
             cfg: the method's own options (the recipe's ``method:`` section).
             model: the nets' shapes (``model:``).
             data_dim: vector size for vector (toy) data; None for images.
-            augment: DiffAugment policies every image critic sees its images through (``data.augment``).
+            augment: the augmentation pipe every image critic sees its images through (``data.augment``, built
+                once by the trainer: ops/augment_pipe.py); None: no augmentation.
         """
         nn.Module.__init__(self)
-        self.cfg, self.model, self.augment = cfg, model, tuple(augment)
+        self.cfg, self.model = cfg, model
+        self.augment = augment if augment is not None else AugmentPipe()
         self.data_dim = data_dim
         self.nets = nn.ModuleDict()
         self.prior = Prior(self.cfg.prior, self.noise_dim(), self.cfg.prior_modes, self.cfg.prior_radius,

@@ -28,8 +28,8 @@ from acl_dist.nets import (
     R3Generator,
     StandardizedCode,
 )
-from acl_dist.ops.diffaugment import augment
-from acl_dist.ops.gradient_penalty import critic_scores_and_penalty, gradient_penalty
+from acl_dist.ops.augment_pipe import AugmentPipe
+from acl_dist.ops.gradient_penalty import augmented, critic_scores_and_penalty, gradient_penalty
 from acl_dist.stats import code_mmd2
 
 if TYPE_CHECKING:
@@ -95,27 +95,24 @@ class Adversary:
     """
 
     def __init__(self, cfg: AdversarialOptions, wasserstein: bool, default_gp_weight: float,
-                 policies: tuple[str, ...] = ()):
-        self.cfg, self.wasserstein, self.policies = cfg, wasserstein, tuple(policies)
+                 augment: AugmentPipe | None = None):
+        self.cfg, self.wasserstein = cfg, wasserstein
+        self.augment = augment if augment is not None else AugmentPipe()
         self.gp_weight = default_gp_weight if cfg.gp_weight is None else cfg.gp_weight
-
-    def view(self, images: Tensor) -> Tensor:
-        """What the critic sees of ``images``: them, or their DiffAugment draw (``data.augment``)."""
-        return augment(images, self.policies) if self.policies else images
 
     def scores(self, d: nn.Module, images: Tensor) -> Tensor:
         """The critic's scores [B] of (augmented) ``images``, for the generator's side."""
-        return d(self.view(images)).reshape(-1)
+        return d(self.augment(images)).reshape(-1)
 
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
-        fake = self.view(fake.detach().to(real.dtype))  # under autocast G's output may be bf16/fp16
-        real = self.view(real)
+        fake = fake.detach().to(real.dtype)  # under autocast G's output may be bf16/fp16
         penalised = self.gp_weight > 0 and ctx.penalty_gain > 0
         if penalised:  # the fast paths share forwards between the loss and the penalty
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
                 d, real, fake, kind=self.cfg.gp_kind, one_sided=self.cfg.gp_one_sided, impl=self.cfg.gp_impl,
-                grad_scale=ctx.grad_scale)
+                grad_scale=ctx.grad_scale, augment=self.augment)
         else:
+            fake, real = augmented(self.augment, fake, real)
             real_scores, fake_scores = d(real).reshape(-1), d(fake).reshape(-1)  # [B], [B]
         if self.wasserstein:
             loss = losses.critic_wasserstein(real_scores, fake_scores)

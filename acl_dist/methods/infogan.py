@@ -20,7 +20,6 @@ from acl_dist.methods.base import Batch, Method, Phase, StepContext, metrics, re
 from acl_dist.methods.common import build_discriminator, build_generator
 from acl_dist.methods.options import GeneratorLossOptions, MethodOptions, positive
 from acl_dist.nets import MLP
-from acl_dist.ops.diffaugment import augment
 
 
 @dataclass
@@ -58,10 +57,6 @@ class InfoGAN(Method):
         q_out = sum(self.categories) + 2 * self.n_continuous  # logits, then mean and log-std per code
         self.nets["Q"] = MLP(self.nets["D"].feature_dim, q_out, self.model.acl_hidden, 1)
 
-    def view(self, images: Tensor) -> Tensor:
-        """What D (and Q through it) sees: the images, or their DiffAugment draw (``data.augment``)."""
-        return augment(images, self.augment) if self.augment else images
-
     def phases(self) -> list[Phase]:
         return [Phase("D", ("D", "Q"), self.d_phase, repeats=self.cfg.d_steps),
                 Phase("G", ("G",), self.g_phase)]
@@ -96,8 +91,8 @@ class InfoGAN(Method):
         noise = self.sample_noise(real.shape[0], ctx.device)
         with torch.no_grad():
             fake = self.nets["G"](noise)
-        fake_features = d.features(self.view(fake))
-        real_logits, fake_logits = d(self.view(real)), d.score(fake_features)
+        fake_features = d.features(self.augment(fake))  # D (and Q through it) sees the augmentation pipe's view
+        real_logits, fake_logits = d(self.augment(real)), d.score(fake_features)
         gan = losses.discriminator_logistic(real_logits, fake_logits, self.cfg.label_smoothing)
         info = self.info_loss(fake_features, self.codes_of(noise))
         return gan + self.cfg.info_weight * info, metrics(d_loss=gan, info=info)
@@ -105,7 +100,7 @@ class InfoGAN(Method):
     def g_phase(self, batch: Batch, ctx: StepContext):
         d = self.nets["D"]
         noise = self.sample_noise(batch["image"].shape[0], ctx.device)
-        features = d.features(self.view(self.nets["G"](noise)))
+        features = d.features(self.augment(self.nets["G"](noise)))
         gan = losses.generator_logistic(d.score(features), self.cfg.gan_loss)
         info = self.info_loss(features, self.codes_of(noise))
         return gan + self.cfg.info_weight * info, metrics(g_loss=gan, info_g=info)

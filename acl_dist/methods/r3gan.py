@@ -32,8 +32,8 @@ from acl_dist.methods.acl_gan import ACLGAN, ACLAttachmentOptions
 from acl_dist.methods.base import Batch, Metrics, StepContext, metrics, register
 from acl_dist.methods.gan import GAN
 from acl_dist.methods.options import MethodOptions, choose, positive
-from acl_dist.ops.diffaugment import augment
-from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
+from acl_dist.ops.augment_pipe import AugmentPipe
+from acl_dist.ops.gradient_penalty import augmented, critic_scores_and_penalty
 
 
 @dataclass
@@ -68,21 +68,19 @@ class RelativisticAdversary:
     """R3GAN's image adversary: RpGAN's paired loss and R1 + R2 at gamma / 2 (lazy every ``gp_every``), every
     image seen through DiffAugment when ``data.augment`` asks."""
 
-    def __init__(self, cfg: R3GANOptions, policies: tuple[str, ...] = ()):
-        self.cfg, self.policies = cfg, policies
-
-    def view(self, images: Tensor) -> Tensor:
-        return augment(images, self.policies) if self.policies else images
+    def __init__(self, cfg: R3GANOptions, augment: AugmentPipe | None = None):
+        self.cfg = cfg
+        self.augment = augment if augment is not None else AugmentPipe()
 
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, ctx: StepContext) -> tuple[Tensor, Metrics]:
-        fake = self.view(fake.detach().to(real.dtype))
-        real = self.view(real)
+        fake = fake.detach().to(real.dtype)
         if self.cfg.gamma > 0 and ctx.penalty_gain > 0:
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
-                d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale)
+                d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale, augment=self.augment)
             loss = losses.discriminator_relativistic(real_scores, fake_scores)
             out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean(), gp=penalty)
             return loss + self.cfg.gamma_at(ctx.progress) / 2 * ctx.penalty_gain * penalty, out
+        fake, real = augmented(self.augment, fake, real)
         real_scores, fake_scores = d(real).reshape(-1), d(fake).reshape(-1)  # [B], [B]
         loss = losses.discriminator_relativistic(real_scores, fake_scores)
         return loss, metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
@@ -90,8 +88,8 @@ class RelativisticAdversary:
     def g_loss(self, d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         """The generator's side of the pairing: its fakes against the reals' scores (D is frozen here)."""
         with torch.no_grad():
-            real_scores = d(self.view(real)).reshape(-1)  # [B]: the pairing's other half, no gradient needed
-        return losses.generator_relativistic(real_scores, d(self.view(fake)).reshape(-1))
+            real_scores = d(self.augment(real)).reshape(-1)  # [B]: the pairing's other half, no gradient needed
+        return losses.generator_relativistic(real_scores, d(self.augment(fake)).reshape(-1))
 
 
 @register("r3gan")

@@ -13,6 +13,7 @@ from acl_dist.methods.base import _REGISTRY, Method
 from acl_dist.methods.options import MethodOptions
 
 if TYPE_CHECKING:
+    from acl_dist.ops.augment_pipe import AugmentPipe
     from acl_dist.sections import ModelConfig
 
 
@@ -32,7 +33,7 @@ def options_class(name: str) -> type[MethodOptions]:
 
 
 def build_method(options: MethodOptions, model: ModelConfig, data_dim: int | None = None,
-                 augment: tuple[str, ...] = ()) -> Method:
+                 augment: AugmentPipe | None = None) -> Method:
     """The method ``options.name`` from its own section, the nets' shapes, the vector size of vector data (None
-    for images) and the DiffAugment policies its critics see images through."""
-    return method_class(options.name)(options, model, data_dim, tuple(augment))
+    for images) and the augmentation pipe its critics see images through (built once by the trainer)."""
+    return method_class(options.name)(options, model, data_dim, augment)

@@ -29,6 +29,7 @@ gives that weight (0 on skipped steps), so the expected gradient equals the dens
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -281,6 +282,15 @@ def _scores_split(
 _PATHS = {"ref": _scores_ref, "fused": _scores_fused, "split": _scores_split}
 
 
+def augmented(augment: Callable[[Tensor], Tensor] | None, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+    """(fake, real) as the critic sees them through ``augment`` (the run's augmentation pipe), fakes drawn
+    first: one order everywhere, so a step draws the same augmentations whichever path computes it."""
+    if augment is None:
+        return fake, real
+    fake = augment(fake)
+    return fake, augment(real)
+
+
 def critic_scores_and_penalty(
     critic: nn.Module,
     real: Tensor,
@@ -293,6 +303,7 @@ def critic_scores_and_penalty(
     generator: torch.Generator | None = None,
     alpha: Tensor | None = None,
     norm_impl: str = "ref",
+    augment: Callable[[Tensor], Tensor] | None = None,
 ) -> ScoresAndPenalty:
     """All of a penalised critic step's forwards: (real scores [B], fake scores [B], penalty []).
 
@@ -306,6 +317,8 @@ def critic_scores_and_penalty(
         grad_scale: the fp16 GradScaler's current scale (a tensor), or None.
         alpha: pre-drawn interpolation weights [B, 1, ...] for ``wgan``.
         norm_impl: ``ref`` or ``triton`` for the per-sample norm penalty (see ``penalty_from_gradients``).
+        augment: the run's augmentation pipe (ops/augment_pipe.py), applied here to fakes then reals before
+            every forward; the penalty is taken at the augmented images (and, for ``wgan``, between them).
     Notes:
         fake is detached (this is the critic's step). A spectral-norm critic runs one power iteration per
         forward, so ``ref`` (3 forwards) and ``fused`` (1) leave its ``u`` vectors in different states.
@@ -314,6 +327,7 @@ def critic_scores_and_penalty(
     impl = DEFAULT_IMPL if impl == "auto" else impl
     if impl not in _PATHS:
         raise ValueError(f"critic_scores_and_penalty impl {impl!r} is not one of {IMPLS} or 'auto'")
+    fake, real = augmented(augment, fake, real)
     points = _penalty_points(kind, real, fake, generator, alpha)  # [B, ...], detached
     if impl == "ref":
         with _eager():

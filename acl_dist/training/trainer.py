@@ -26,6 +26,7 @@ from acl_dist.errors import CheckpointError, RunDirectoryBusy, RunWriteError, Tr
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Phase, StepContext
 from acl_dist.methods.registry import build_method
+from acl_dist.ops.augment_pipe import build_augment_pipe
 from acl_dist.pictures import save_samples
 from acl_dist.training.checkpoint import (
     CheckpointWriter,
@@ -126,7 +127,8 @@ class Trainer:
     def _build_method(self):
         torch.manual_seed(self.recipe.run.seed)  # identical initial weights on every rank
         r = self.recipe
-        method = build_method(r.method, r.model, self.source.data_dim, tuple(r.data.augment)).to(self.device)
+        self.augment = build_augment_pipe(r.data.augment).to(self.device)  # built once, handed to the losses
+        method = build_method(r.method, r.model, self.source.data_dim, self.augment).to(self.device)
         self.net_shapes = {k: tuple(v.shape) for k, v in method.nets.state_dict().items()}  # before any ZeRO-3
         if self.channels_last:
             method.to(memory_format=torch.channels_last)
@@ -245,6 +247,7 @@ class Trainer:
             "phase_iterations": dict(self.phase_iterations),
             "bad_steps": self.bad_steps, "skipped_updates": self.skipped,
             "evaluator": self.evaluator.state_dict() if self.evaluator else None,
+            "augment": self.augment.state_dict(),
         }
 
     def _nets_state(self) -> dict:
@@ -272,6 +275,7 @@ class Trainer:
         self.stream.set_position(*state["data_position"])
         if self.evaluator is not None and state.get("evaluator"):
             self.evaluator.load_state_dict(state["evaluator"])
+        self.augment.load_state_dict(state.get("augment") or {})  # ADA's probability, say (checkpoints before: none)
 
     # -- one step ------------------------------------------------------------------------------------
     def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
