@@ -5,7 +5,7 @@ trainer (and run loading) build it once from the recipe (``build_augment_pipe``)
 whose adversaries apply it to reals and fakes alike and hand it to the penalty op, which applies it where the
 penalty needs it (as EDM and stylegan2-ada hand one ``augment_pipe`` to their loss). A pipe may carry state
 that belongs to the run, such as ADA's adaptive probability: ``state_dict`` / ``load_state_dict`` are saved
-and restored with every checkpoint (``observe`` is where such a pipe reads the critic's real scores).
+and restored with every checkpoint.
 
 Pipes: ``AugmentPipe`` (nothing: the images as they are) and ``DiffAugmentPipe`` (DiffAugment's policies,
 ops/diffaugment.py). Every pipe keeps images differentiable, so the generator is trained through it.
@@ -34,9 +34,6 @@ class AugmentPipe:
     def active(self) -> bool:
         """Whether the pipe changes anything (a critic step may skip calling it when not)."""
         return False
-
-    def observe(self, real_scores: Tensor) -> None:
-        """The critic's scores [B] of augmented reals, once per critic update (an adaptive pipe's feedback)."""
 
     def to(self, device: torch.device | str) -> "AugmentPipe":
         return self
