@@ -16,9 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -219,26 +217,3 @@ def _check_frame(frame: np.ndarray, shape: tuple[int, int] | None) -> tuple[int,
     if shape is not None and frame.shape[:2] != shape:
         raise MediaError(f"all frames must be {shape[0]}x{shape[1]}, got {frame.shape[0]}x{frame.shape[1]}")
     return frame.shape[0], frame.shape[1]
-
-
-def probe_frame_count(path: str | os.PathLike, fps: float | None = None) -> int:
-    """Number of frames :func:`decode_video` yields for ``path`` at ``fps`` (decodes, but writes nothing).
-
-    Uses ``ffmpeg -f null`` rather than ffprobe, which imageio-ffmpeg does not ship.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise MediaError(f"no such video file: {path}")
-    stream = ffmpeg.input(path).video
-    if fps:
-        stream = stream.filter("fps", fps=fps)
-    graph = stream.output("-", format="null").global_args("-hide_banner", "-nostdin", "-stats")
-    args = graph.compile(cmd=ffmpeg_binary())
-    proc = subprocess.run(args, capture_output=True)
-    err = proc.stderr.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise MediaError(f"ffmpeg could not read {path} (exit {proc.returncode})", err[-2000:])
-    counts = re.findall(r"frame=\s*(\d+)", err)
-    if not counts:
-        raise MediaError(f"ffmpeg printed no frame count for {path}", err[-2000:])
-    return int(counts[-1])

@@ -228,11 +228,6 @@ def hub_cache_path(name: str) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", _DOWNLOADS[name][2])
 
 
-def inception_cache_path() -> str:
-    """Where torch-fidelity's ``load_state_dict_from_url`` would keep the Inception file (torch's hub cache)."""
-    return hub_cache_path(INCEPTION)
-
-
 def _missing(name: str, explicit: str) -> MissingWeightsError:
     what, url, _ = _DOWNLOADS[name]
     cache = hub_cache_path(name)

@@ -1,4 +1,5 @@
-"""``acl-dist shard SOURCE OUT_DIR``: write WebDataset shards from a folder, numpy file, built-in set or videos.
+"""``acl-dist shard SOURCE OUT_DIR``: write WebDataset shards from a folder, numpy file, built-in set or videos;
+``acl-dist verify-shards DIR``: check shards against their manifest (after a copy to a cluster, say).
 
 Kept apart from ``cli.py`` so the sub-command's options live next to the code they drive; ``cli.py`` only
 calls :func:`register`.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from acl_dist.data.shard_inputs import INPUT_KINDS, open_input
-from acl_dist.data.shards import IMAGE_FORMATS, write_shards
+from acl_dist.data.shards import IMAGE_FORMATS, verify_shards, write_shards
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,28 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="videos: frames per second to keep (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_shard)
+    v = subparsers.add_parser(
+        "verify-shards", help="check shards against their manifest.json (sizes and sha256): exit 0 intact, 3 not",
+        description="Reads every shard DIR/manifest.json lists and compares its size and sha256 with the manifest's; "
+        "names the shards that differ or are missing.")
+    v.add_argument("dir", metavar="DIR", help="the folder holding manifest.json and the shards")
+    v.set_defaults(func=run_verify)
     return p
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """0: every shard matches its manifest entry; 3 (a data problem): some differ or are missing; 2: no manifest."""
+    manifest = os.path.join(args.dir, "manifest.json")
+    if not os.path.isfile(manifest):
+        print(f"verify-shards: {manifest} does not exist (acl-dist shard writes it beside the shards)")
+        return 2
+    bad = verify_shards(manifest)
+    if bad:
+        print(f"verify-shards: {len(bad)} shards differ from {manifest} or are missing: {', '.join(bad[:20])}"
+              f"{' ...' if len(bad) > 20 else ''}; write or copy them again")
+        return 3
+    print(f"verify-shards: every shard of {manifest} matches its size and sha256")
+    return 0
 
 
 def run_shard(args: argparse.Namespace) -> int:

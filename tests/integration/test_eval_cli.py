@@ -13,10 +13,10 @@ from PIL import Image
 
 from acl_dist.eval import figures
 from acl_dist.eval.extractors import build_extractor
-from acl_dist.media import probe_frame_count
 from acl_dist.tools.run_loading import load_run
 from acl_dist.training.trainer import Trainer
 from tests.conftest import PYTHON, REPO, tiny_overrides
+from tests.images import frame_count
 from tests.numerics import feature_bound, fid_reorder_tolerance
 
 
@@ -48,8 +48,8 @@ def test_sample_writes_grid_interpolation_strip_and_videos(runs, tmp_path):
     strip = np.asarray(Image.open(out / "interpolation.png"))
     # 3 rows of (real, 5 decoded points, real): 7 images of 8 px with 2 px padding across
     assert strip.shape[1] == 7 * 8 + 8 * 2 and strip.shape[0] == 3 * 8 + 4 * 2
-    assert probe_frame_count(out / "interpolation.mp4") == 7  # one frame per point of the strip
-    assert probe_frame_count(out / "latent_walk.mp4") == 4 * 8  # 4 keypoints x 2 s x 4 fps
+    assert frame_count(out / "interpolation.mp4") == 7  # one frame per point of the strip
+    assert frame_count(out / "latent_walk.mp4") == 4 * 8  # 4 keypoints x 2 s x 4 fps
     assert (out / "samples.png").stat().st_size > 0
 
 

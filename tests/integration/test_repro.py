@@ -7,8 +7,8 @@ import re
 import subprocess
 
 from acl_dist.config import load_recipe
-from acl_dist.media import probe_frame_count
 from tests.conftest import PYTHON, REPO
+from tests.images import frame_count
 
 
 def test_every_part_writes_its_report_and_pictures(tmp_path):
@@ -56,7 +56,7 @@ def test_every_part_writes_its_report_and_pictures(tmp_path):
     assert screen.count("**(selected)**") == 1
     assert re.search(r"^\| [^|]+ \| wgan_gp \| [0-9.]+ ± [0-9.]+ \| r3gan \| .+ \| \*\*(improves|worse|no "
                      r"evidence of a difference)\*\* \|$", screen, re.M), screen
-    assert probe_frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
+    assert frame_count(out / "interpolation_faces_interpolation_video.mp4") == 10  # real, 8 points, real
     assert os.path.isfile(runs / "data" / "lfw" / "manifest.json")  # faces went through acl-dist shard
 
 

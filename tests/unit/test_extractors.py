@@ -19,7 +19,6 @@ from acl_dist.eval.extractors import (
     build_extractor,
     extract_features,
     hub_cache_path,
-    inception_cache_path,
     resolve_extractor,
     to_uint8_rgb,
 )
@@ -87,7 +86,7 @@ def test_missing_inception_weights_say_what_to_get_and_where(offline):
         build_extractor("inception-v3-compat", "")
     msg = str(err.value)
     assert URL_INCEPTION_V3 in msg
-    assert inception_cache_path() in msg and str(offline) in inception_cache_path()
+    assert hub_cache_path("inception-v3-compat") in msg and str(offline) in hub_cache_path("inception-v3-compat")
     assert "eval.feature_extractor_weights_path" in msg
     with pytest.raises(MissingWeightsError, match="nowhere.pth does not exist"):
         resolve_extractor("inception-v3-compat", str(offline / "nowhere.pth"))
@@ -96,7 +95,7 @@ def test_missing_inception_weights_say_what_to_get_and_where(offline):
 
 
 def test_inception_weights_found_in_torch_hub_cache(offline):
-    path = inception_cache_path()
+    path = hub_cache_path("inception-v3-compat")
     os.makedirs(os.path.dirname(path))
     open(path, "wb").close()
     kwargs = resolve_extractor("inception-v3-compat", "")

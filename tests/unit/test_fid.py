@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch_fidelity
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from acl_dist.eval.extractors import build_extractor, extract_features, to_uint8_rgb
 from acl_dist.eval.fid import FeatureStats, fid_from_stats, shard_sizes, stats_cache_path
 from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, reference_set
+from tests.images import digits, fakes
 from tests.numerics import U64, fid_reorder_tolerance, fid_vs_float32_means_tolerance, reordered_sum_bound
 
 
@@ -25,17 +25,7 @@ def compute_fid(generate, num_samples, real_stats, extractor, batch_size):
     return compute_metrics(generate, num_samples, reference, extractor, MetricOptions(), batch_size)["fid"]
 
 
-def digits(n: int, offset: int = 0) -> torch.Tensor:
-    """n sklearn digits as [-1, 1] images [n, 1, 16, 16] (nearest upsampling of the 8x8 originals)."""
-    x = torch.tensor(load_digits().images[offset : offset + n], dtype=torch.float32) / 8.0 - 1.0
-    return x.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2).unsqueeze(1)
 
-
-def fakes(n: int) -> torch.Tensor:
-    """Worse 'generated' digits: noisy and shifted, so FID is clearly non-zero."""
-    g = torch.Generator().manual_seed(1)
-    x = digits(n, offset=900) + 0.4 * torch.randn(n, 1, 16, 16, generator=g)
-    return torch.roll(x, shifts=2, dims=3).clamp(-1, 1)
 
 
 def batches(images: torch.Tensor, size: int):

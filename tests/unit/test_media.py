@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from acl_dist import media
+from tests.images import frame_count
 
 
 def _frames(n=6, h=24, w=32):
@@ -23,7 +24,7 @@ def test_encode_decode_roundtrip(tmp_path):
     path = tmp_path / "v.mp4"
     assert media.encode_video(_frames(), path, fps=10) == 6
     frames = list(media.decode_video(path))
-    assert len(frames) == 6 == media.probe_frame_count(path)
+    assert len(frames) == 6 == frame_count(path)
     assert frames[0].shape == (24, 32, 3) and frames[0].dtype == np.uint8
     means = np.array([f.mean() for f in frames])
     # lossy H.264 (the codec's rate control, not the CPU, sets the error): frame means within 8 of 255 levels,
@@ -37,7 +38,7 @@ def test_fps_and_size(tmp_path):
     frames[0][:, :10] = 255  # a bright left band, cut away by the center crop
     media.encode_video(frames, path, fps=10)
     out = list(media.decode_video(path, fps=5, size=16))
-    assert len(out) == 5 == media.probe_frame_count(path, fps=5)
+    assert len(out) == 5 == frame_count(path, fps=5)
     assert out[0].shape == (16, 16, 3)
     assert out[0].mean() < 60  # the left band (columns 0-9 of 40) lies outside the 20x20 center crop
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch_fidelity
-from sklearn.datasets import load_digits
 
 from acl_dist.distributed import gather_rows_to_main
 from acl_dist.eval.extractors import build_extractor, extract_features, to_uint8_rgb
@@ -21,6 +20,7 @@ from acl_dist.eval.metrics import (
     extractor_layers,
     reference_set,
 )
+from tests.images import digits, fakes
 from tests.numerics import fid_vs_float32_means_tolerance
 
 ALL = ("fid", "kid", "isc", "prc")
@@ -29,16 +29,7 @@ THEIRS = {"fid": "frechet_inception_distance", "kid_mean": "kernel_inception_dis
           "isc_std": "inception_score_std", "precision": "precision", "recall": "recall", "f_score": "f_score"}
 
 
-def digits(n: int, offset: int = 0) -> torch.Tensor:
-    """n sklearn digits as [-1, 1] images [n, 1, 16, 16]."""
-    x = torch.tensor(load_digits().images[offset : offset + n], dtype=torch.float32) / 8.0 - 1.0
-    return x.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2).unsqueeze(1)
 
-
-def fakes(n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    x = digits(n, offset=900) + 0.4 * torch.randn(n, 1, 16, 16, generator=g)
-    return torch.roll(x, shifts=2, dims=3).clamp(-1, 1)
 
 
 class _Uint8(torch.utils.data.Dataset):

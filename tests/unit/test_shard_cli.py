@@ -43,3 +43,18 @@ def test_builtin_and_errors(tmp_path, capsys):
     assert run(["shard", str(tmp_path / "missing"), str(tmp_path / "y"), "--no-progress"]) == 2
     assert "unknown built-in" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_verify_shards_says_which_shard_changed(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert run(["shard", "builtin:digits", str(out), "--max-count", "600", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert run(["verify-shards", str(out)]) == 0 and "matches" in capsys.readouterr().out
+    with open(out / "shard-000001.tar", "r+b") as f:  # one byte changed, as a bad copy would
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 1]))
+    assert run(["verify-shards", str(out)]) == 3
+    assert "shard-000001.tar" in capsys.readouterr().out
+    assert run(["verify-shards", str(tmp_path / "nothing")]) == 2

@@ -6,16 +6,11 @@ import math
 import pytest
 import torch
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from acl_dist.config import EvalConfig
 from acl_dist.eval.extractors import MissingWeightsError
 from acl_dist.eval.tracker import EvalTracker, read_history
-
-
-def digits(n: int, offset: int = 0) -> torch.Tensor:
-    x = torch.tensor(load_digits().images[offset : offset + n], dtype=torch.float32) / 8.0 - 1.0
-    return x.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2).unsqueeze(1)  # [n, 1, 16, 16]
+from tests.images import digits
 
 
 def generator(noise: float):
