@@ -27,6 +27,17 @@ def tiny_overrides(method: str, out_dir: str, *extra: str) -> list[str]:
             + TINY_METHOD.get(method, []) + list(extra))
 
 
+INTEGRATION = os.path.join(REPO, "tests", "integration")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every integration test is ``slow`` (it runs the real CLI, processes, services): ``-m "not slow"`` leaves
+    the unit layer, a developer's inner loop."""
+    for item in items:
+        if str(item.path).startswith(INTEGRATION + os.sep):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def tiny_recipe(tmp_path):
     """tiny_recipe("acl_gan", "train.steps=3") -> a validated Recipe writing under tmp_path."""

@@ -219,6 +219,7 @@ def test_the_light_name_registry_says_what_the_extractors_can_do():
     assert {n for n in names.EXTRACTORS if logits_layer(n) is not None} == set(names.WITH_CLASS_LOGITS)
 
 
+@pytest.mark.slow  # starts processes
 def test_loading_a_recipe_imports_no_metric_library():
     import subprocess
 

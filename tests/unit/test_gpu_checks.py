@@ -64,6 +64,7 @@ def test_only_brings_what_a_step_needs_and_reserves_hold_time_for_training(check
     assert checks.box_for(steps, i, 10_000.0) == steps[i].box_s
 
 
+@pytest.mark.slow  # starts processes
 def test_a_step_past_its_box_is_stopped_with_its_process_group(checks, tmp_path) -> None:
     child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);" \
             "print('started', flush=True); time.sleep(60)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import textwrap
 
+import pytest
+
 from tests.conftest import PYTHON, REPO
 
 # In its own interpreter: the suite's in-process DeepSpeed tests leave a default group behind in this one.
@@ -32,6 +34,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # starts processes
 def test_leave_process_group_frees_ddp_wrappers_held_in_cycles(tmp_path):
     proc = subprocess.run([PYTHON, "-c", SCRIPT, str(tmp_path / "store")], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
