@@ -8,7 +8,7 @@ import torch
 
 from acl_dist.ops.augment_pipe import AugmentPipe, DiffAugmentPipe, build_augment_pipe
 from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
-from acl_dist.training import trainer as trainer_module
+from acl_dist.training import assembly as assembly_module
 from acl_dist.training.trainer import Trainer
 from tests.conftest import tiny_overrides
 
@@ -67,7 +67,7 @@ def test_one_pipe_reaches_every_critic_and_its_state_resumes(method, tmp_path, m
         pipes.append(CountingPipe())
         return pipes[-1]
 
-    monkeypatch.setattr(trainer_module, "build_augment_pipe", build)
+    monkeypatch.setattr(assembly_module, "build_augment_pipe", build)
 
     def run(name: str, steps: int) -> Trainer:
         extra = ["model.arch=r3gan", "model.resolution=8"] if method == "r3gan" else []
