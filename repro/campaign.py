@@ -296,15 +296,31 @@ def make_record(sp: Spec, s: Settings, run_dir: str, wall_s: float, device: str,
     job = sp.job(s)
     fp = job_fingerprint(job)
     curve = _curve(run_dir)
+    if resumed:  # this process only finished the run: its wall time comes from the run's own log
+        wall_s = _logged_wall_s(run_dir, sp.steps)
+    try:
+        final_diagnostics = diagnostics(run_dir)
+    except Exception as err:  # a record without them beats losing the run's hours (the error is kept)
+        final_diagnostics = {"error": f"{type(err).__name__}: {err}"}
     return {
         "key": rec.record_key(fp), "label": sp.label, "method": sp.method, "seed": sp.seed, "steps": sp.steps,
         "eval_every": s.eval_every, "eval_samples": s.eval_samples, "curve": curve,
         "final": curve[-1] if curve else {}, "diagnostics": _diagnostic_curve(run_dir, s.eval_every),
-        "final_diagnostics": diagnostics(run_dir), "wall_s": round(wall_s, 1), "resumed": resumed,
+        "final_diagnostics": final_diagnostics, "wall_s": round(wall_s, 1), "resumed": resumed,
         "device_kind": device, "device": _device_name(device), "threads": 1 if device == "cpu" else None,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "overrides": job.overrides,
         "recipe": job.recipe, **rec.machine(), "fingerprint": fp,
     }
+
+
+def _logged_wall_s(run_dir: str, steps: int) -> float:
+    """The training time the run's metrics.jsonl spans, scaled to all ``steps`` (its first tick comes after
+    ``log_every`` steps; start-up is not counted)."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [r for r in (json.loads(line) for line in f) if "time" in r]
+    if len(rows) < 2 or rows[-1]["step"] <= rows[0]["step"]:
+        return float("nan")
+    return (rows[-1]["time"] - rows[0]["time"]) * steps / (rows[-1]["step"] - rows[0]["step"])
 
 
 def _device_name(device: str) -> str:
