@@ -21,6 +21,34 @@ from typing import Any
 
 from acl_dist.errors import ConfigError
 
+
+def choice(default: str, *others: str) -> Any:
+    """A string field taking one of ``default, *others``: validation refuses any other value, naming its key."""
+    return field(default=default, metadata={"choices": (default, *others)})
+
+
+def positive(default: int) -> Any:
+    """An integer field that must be positive: validation refuses 0 and below, naming its key."""
+    return field(default=default, metadata={"positive": True})
+
+
+def declared_problems(recipe: Any) -> list[tuple[str, str]]:
+    """(key path, what is wrong) for every value outside what its field declares (``choice``, ``positive``), in
+    the fixed sections (the chosen ones, ``method:`` and ``data:``, check themselves)."""
+    out = []
+    for section in dataclasses.fields(recipe):
+        if section.name in CHOSEN_BY:
+            continue
+        values = getattr(recipe, section.name)
+        for f in dataclasses.fields(values):
+            value, path = getattr(values, f.name), f"{section.name}.{f.name}"
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                out.append((path, f"{value!r} is not one of {', '.join(f.metadata['choices'])}"))
+            if f.metadata.get("positive") and value <= 0:
+                out.append((path, f"must be positive, got {value}"))
+    return out
+
+
 # Sections whose schema one of their keys chooses: ``method.name`` (the method's options class) and ``data.source``
 # (the source's). Their base classes are registered by the components that declare them.
 CHOSEN_BY = {"method": "name", "data": "source"}
@@ -56,23 +84,25 @@ class RunConfig:
 class ModelConfig:
     """Network shapes. Images: DCGAN-style or R3GAN conv nets; toy data: MLPs."""
 
-    arch: str = "dcgan"  # image nets: dcgan (conv, transposed conv, norms) | r3gan (residual, no norms; nets/r3gan.py)
+    arch: str = choice("dcgan", "r3gan")  # image nets: dcgan (conv, transposed conv, norms); r3gan (residual, no
+    # norms; nets/r3gan.py)
     resolution: int = 32  # image side, a power of two from 8 to 1024 (ignored for toy data)
-    channels: int = 1  # image channels (1 for digits/MNIST, 3 for RGB)
-    code_dim: int = 32  # d: code and noise dimension (d_c = d_z = d, as in the ACL paper)
-    base_channels: int = 64  # channels of the highest-resolution conv layer
-    max_channels: int = 512  # cap of the doubling channel schedule
-    g_norm: str = "batch"  # generator/decoder norm: batch | layer | instance | none
-    d_norm: str = "layer"  # discriminator/encoder norm: batch | layer | instance | none (no batch norm under a penalty)
+    channels: int = positive(1)  # image channels (1 for digits/MNIST, 3 for RGB)
+    code_dim: int = positive(32)  # d: code and noise dimension (d_c = d_z = d, as in the ACL paper)
+    base_channels: int = positive(64)  # channels of the highest-resolution conv layer
+    max_channels: int = positive(512)  # cap of the doubling channel schedule
+    g_norm: str = choice("batch", "layer", "instance", "none")  # generator/decoder norm
+    d_norm: str = choice("layer", "batch", "instance", "none")  # discriminator/encoder norm (no batch norm
+    # under a penalty)
     spectral_norm: bool = False  # spectral norm on discriminator layers
-    acl_hidden: int = 256  # width of the ACL module's MLPs (Gz, Dc)
+    acl_hidden: int = positive(256)  # width of the ACL module's MLPs (Gz, Dc)
     acl_layers: int = 2  # hidden layers of the ACL module's MLPs (paper: 2-layer MLPs)
-    mlp_hidden: int = 128  # width of the MLP nets used for 2-D toy data
-    num_classes: int = 10  # classes for the acl_sgan classifier
+    mlp_hidden: int = positive(128)  # width of the MLP nets used for 2-D toy data
+    num_classes: int = positive(10)  # classes for the acl_sgan classifier
     checkpoint_activations: bool = False  # recompute conv-block activations in backward to save memory
-    r3gan_blocks: int = 2  # arch=r3gan: residual blocks per resolution
-    r3gan_expansion: int = 2  # arch=r3gan: inverted bottleneck's widening of each block
-    r3gan_group_width: int = 16  # arch=r3gan: channels per group of each block's 3x3 conv
+    r3gan_blocks: int = positive(2)  # arch=r3gan: residual blocks per resolution
+    r3gan_expansion: int = positive(2)  # arch=r3gan: inverted bottleneck's widening of each block
+    r3gan_group_width: int = positive(16)  # arch=r3gan: channels per group of each block's 3x3 conv
 
 
 @dataclass
@@ -96,21 +126,21 @@ class OptimConfig:
 class TrainConfig:
     """The loop: length, batch, precision, EMA and what is written when."""
 
-    steps: int = 1000  # generator steps (one step runs every phase once, D phases d_steps times)
-    batch_size: int = 64  # per process; the global batch is this times the number of processes
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 uses one GradScaler shared by all phases)
+    steps: int = positive(1000)  # generator steps (one step runs every phase once, D phases d_steps times)
+    batch_size: int = positive(64)  # per process; the global batch is this times the number of processes
+    mixed_precision: str = choice("no", "bf16", "fp16")  # fp16 uses one GradScaler shared by all phases
     ema: float = 0.999  # EMA decay of the sampling nets; 0 disables
     ema_start: int = 0  # steps before the EMA starts tracking (it copies the nets until then)
-    log_every: int = 50  # metrics line (JSONL + TensorBoard) every N steps
-    sample_every: int = 500  # PNG sample grid every N steps (and at the end)
+    log_every: int = positive(50)  # metrics line (JSONL + TensorBoard) every N steps
+    sample_every: int = positive(500)  # PNG sample grid every N steps (and at the end)
     ckpt_every: int = 1000  # checkpoint every N steps (and at the end); 0: only at the end
     keep_checkpoints: int = 2  # complete checkpoints kept (newest first), besides best-FID
-    max_bad_steps: int = 10  # stop after this many non-finite losses in a row
+    max_bad_steps: int = positive(10)  # stop after this many non-finite losses in a row
     progress: bool = True  # progress bar on rank 0
     compile: bool = False  # torch.compile the nets (penalty double backwards stay eager)
-    compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager
-    channels_last: str = "auto"  # auto | always | never: NHWC conv nets; auto = on the CPU (1.2x there), not CUDA
-    cuda_graphs: str = "auto"  # auto | always | never: replay each step from a CUDA graph (training/cuda_graphs.py)
+    compile_backend: str = choice("inductor", "aot_eager", "eager")  # torch.compile backend
+    channels_last: str = choice("auto", "always", "never")  # NHWC conv nets; auto = on the CPU (1.2x there), not CUDA
+    cuda_graphs: str = choice("auto", "always", "never")  # replay each step from a CUDA graph (training/cuda_graphs.py)
 
 
 @dataclass
@@ -134,13 +164,14 @@ class EvalConfig:
 
     every: int = 0  # evaluate every N steps (0: never during training)
     metrics: list[str] = field(default_factory=lambda: ["fid"])  # fid | kid | isc (needs class logits) | prc
-    num_samples: int = 2000  # generated samples per evaluation (split across ranks)
+    num_samples: int = positive(2000)  # generated samples per evaluation (split across ranks)
     feature_extractor: str = "digits-cnn"  # digits-cnn, mnist-cnn (shipped) | inception-v3-compat | fd-dinov2 | clip
     feature_extractor_weights_path: str = ""  # Inception/DINOv2/CLIP weights file; else torch hub cache; no download
-    kid_subsets: int = 100  # KID: random subsets averaged (torch-fidelity's default)
-    kid_subset_size: int = 1000  # KID: samples per subset, capped at the smaller sample count
-    prc_neighborhood: int = 3  # precision/recall: k of the k-nearest-neighbour balls (torch-fidelity's default)
-    batch_size: int = 100  # generation/extraction batch per rank
+    kid_subsets: int = positive(100)  # KID: random subsets averaged (torch-fidelity's default)
+    kid_subset_size: int = positive(1000)  # KID: samples per subset, capped at the smaller sample count
+    prc_neighborhood: int = positive(3)  # precision/recall: k of the k-nearest-neighbour balls (torch-fidelity's
+    # default)
+    batch_size: int = positive(100)  # generation/extraction batch per rank
     parzen: bool = False  # also Parzen-window log-likelihood (GAN paper)
     bn_recalibration: int = 0  # batches of samples re-estimating sampling nets' batch norms before grids/FID; 0: off
 
@@ -149,12 +180,13 @@ class EvalConfig:
 class LaunchConfig:
     """How many processes; `acl-dist train` re-launches itself through accelerate when this asks for more."""
 
-    num_processes: int = 1  # processes on this machine
-    num_machines: int = 1  # machines (nodes); >1 normally comes from SLURM
-    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    num_processes: int = positive(1)  # processes on this machine
+    num_machines: int = positive(1)  # machines (nodes); >1 normally comes from SLURM
+    device: str = choice("auto", "cpu", "cuda")  # auto: cuda if available
     deepspeed: str = ""  # path of a DeepSpeed JSON config (launch/deepspeed/zero2.json); empty: plain DDP
     accelerate_config: str = ""  # accelerate config file passed to `accelerate launch`
-    process_group: str = "auto"  # auto: NCCL on GPUs, gloo on CPUs | gloo: processes may share a GPU (slower)
+    process_group: str = choice("auto", "gloo")  # auto: NCCL on GPUs, gloo on CPUs; gloo: processes may share a GPU
+    # (slower)
 
 
 @dataclass

@@ -13,25 +13,7 @@ from acl_dist.data.sources import source_class
 from acl_dist.errors import ConfigError
 from acl_dist.eval.names import EXTRACTORS, METRICS, metric_problem
 from acl_dist.methods.registry import method_class, method_names
-from acl_dist.sections import Recipe
-
-CHOICES = {
-    "model.arch": ("dcgan", "r3gan"),
-    "model.g_norm": ("batch", "layer", "instance", "none"),
-    "model.d_norm": ("batch", "layer", "instance", "none"),
-    "train.mixed_precision": ("no", "bf16", "fp16"),
-    "train.compile_backend": ("inductor", "aot_eager", "eager"),
-    "train.cuda_graphs": ("auto", "always", "never"),
-    "train.channels_last": ("auto", "always", "never"),
-    "eval.feature_extractor": EXTRACTORS,
-    "launch.device": ("auto", "cpu", "cuda"),
-    "launch.process_group": ("auto", "gloo"),
-}
-POSITIVE = ("model.code_dim", "model.base_channels", "model.max_channels", "model.channels", "model.acl_hidden",
-            "model.mlp_hidden", "model.num_classes", "model.r3gan_blocks", "model.r3gan_expansion",
-            "model.r3gan_group_width", "train.steps", "train.batch_size", "train.log_every", "train.sample_every",
-            "train.max_bad_steps", "eval.num_samples", "eval.batch_size", "eval.kid_subsets", "eval.kid_subset_size",
-            "eval.prc_neighborhood", "launch.num_processes", "launch.num_machines")
+from acl_dist.sections import Recipe, declared_problems
 
 
 def _get(recipe: Recipe, path: str):
@@ -41,12 +23,11 @@ def _get(recipe: Recipe, path: str):
 
 def validate(recipe: Recipe) -> None:
     """Raise ConfigError (naming the key path) for the first impossible value or combination."""
-    for path, allowed in CHOICES.items():
-        if _get(recipe, path) not in allowed:
-            raise ConfigError(path, f"{_get(recipe, path)!r} is not one of {', '.join(allowed)}")
-    for path in POSITIVE:
-        if _get(recipe, path) <= 0:
-            raise ConfigError(path, f"must be positive, got {_get(recipe, path)}")
+    for path, problem in declared_problems(recipe):  # what the schema's fields declare (choice, positive)
+        raise ConfigError(path, problem)
+    if recipe.eval.feature_extractor not in EXTRACTORS:  # the component's registry names them
+        raise ConfigError("eval.feature_extractor", f"{recipe.eval.feature_extractor!r} is not one of "
+                          f"{', '.join(EXTRACTORS)}")
     _check_data(recipe)
     _check_model(recipe)
     _check_method(recipe)

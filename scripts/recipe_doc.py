@@ -66,7 +66,12 @@ def table(cls: type, own_only: bool = False, skip: tuple[str, ...] = ()) -> list
     for f in dataclasses.fields(cls):
         if f.name in inherited or f.name in skip:
             continue
-        rows.append(f"| `{f.name}` | `{_default(f)}` | {comments.get(f.name, '').replace('|', '/')} |")
+        meaning = comments.get(f.name, "")
+        if "choices" in f.metadata:  # declared in the schema (sections.choice): listed from there
+            meaning = f"one of {', '.join(f.metadata['choices'])}: {meaning}"
+        if f.metadata.get("positive"):
+            meaning = f"{meaning} (positive)"
+        rows.append(f"| `{f.name}` | `{_default(f)}` | {meaning.replace('|', '/')} |")
     return rows
 
 

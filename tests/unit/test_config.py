@@ -164,3 +164,22 @@ def test_eval_metrics_default_to_fid_and_take_every_metric():
     recipe = load_recipe(None, ["eval.metrics=[fid, kid, isc, prc]", "eval.feature_extractor=inception-v3-compat"])
     assert recipe.eval.metrics == ["fid", "kid", "isc", "prc"]
     assert load_recipe(None, ["eval.metrics=[kid, prc]", "eval.feature_extractor=fd-dinov2"]).eval.metrics
+
+
+def test_every_declared_choice_and_positive_field_refuses_a_bad_value_by_its_key_path():
+    """Choices and positivity are declared on the schema's fields (sections.choice / positive) and validation
+    reads them from there: each such field, given a bad value, is refused naming its own key path."""
+    import dataclasses
+
+    from acl_dist.sections import CHOSEN_BY, Recipe
+
+    recipe = load_recipe(None, [])
+    declared = [(s.name, f) for s in dataclasses.fields(Recipe) if s.name not in CHOSEN_BY
+                for f in dataclasses.fields(getattr(recipe, s.name))
+                if "choices" in f.metadata or f.metadata.get("positive")]
+    assert len(declared) >= 25
+    for section, f in declared:
+        bad = "nonsense" if "choices" in f.metadata else 0
+        with pytest.raises(ConfigError) as err:
+            load_recipe(None, [f"{section}.{f.name}={bad}"])
+        assert err.value.path == f"{section}.{f.name}", (section, f.name, str(err.value))
