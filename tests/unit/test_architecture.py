@@ -116,3 +116,26 @@ def test_components_take_their_own_sections_never_the_whole_recipe():
         if "acl_dist.config" in names or "acl_dist.sections.Recipe" in names:
             offenders.append(module)
     assert not offenders, offenders
+
+
+def test_the_architecture_page_draws_every_module_and_folder_on_its_floor():
+    """docs/architecture.md's drawing names every top-level module and sub-package, every module of the
+    trainer's and the tools' folders, on the floor FLOORS gives it."""
+    with open(os.path.join(REPO, "docs", "architecture.md")) as f:
+        drawing = f.read().split("```", 2)[1]
+    rows: dict[str, str] = {}  # floor -> its text in the drawing
+    floor = None
+    for line in drawing.strip().splitlines():
+        name = next((n for n, _ in FLOORS if line.startswith(n)), None)
+        floor = name or floor
+        rows[floor] = rows.get(floor, "") + line[len(name):] if name else rows[floor] + line
+    expected: dict[str, str] = {}
+    for module in _modules():
+        parts = module.split(".")
+        if len(parts) == 2 and parts[1] not in ("__main__",):
+            shown = f"{parts[1]}.py" if os.path.isfile(os.path.join(PACKAGE, f"{parts[1]}.py")) else f"{parts[1]}/"
+            expected[shown] = FLOORS[floor_of(module)][0]
+        if parts[1:2] in (["training"], ["tools"]) and len(parts) == 3:
+            expected[f"{parts[2]}.py"] = FLOORS[floor_of(module)][0]
+    missing = [f"{shown} ({where})" for shown, where in expected.items() if shown not in rows.get(where, "")]
+    assert not missing, missing
