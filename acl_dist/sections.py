@@ -116,10 +116,12 @@ class OptimConfig:
     lr_per_net: dict[str, float] = field(default_factory=dict)  # e.g. {D: 4e-4}
     betas_per_net: dict[str, list[float]] = field(default_factory=dict)  # e.g. {Gz: [0.5, 0.9]}: Adam betas of one net
     grad_clip: float = 0.0  # clip each phase's gradient norm to this; 0 disables
-    lr_decay_to: float = 1.0  # each net's learning rate follows a cosine from its own value to this fraction of it
-    # by the last step (R3GAN decays it); 1.0: constant
-    beta2_final: float | None = None  # Adam beta2 moves on a cosine from its own value to this by the last step
-    # (R3GAN raises it); None: constant
+    lr_decay_to: float = 1.0  # each net's learning rate moves from its own value to this fraction of it over the
+    # schedule's horizon (train.schedule_images; R3GAN decays it), then holds; 1.0: constant
+    beta2_final: float | None = None  # Adam beta2 moves from its own value to this over the horizon (R3GAN raises
+    # it), then holds; None: constant
+    schedule: str = choice("cosine", "linear")  # the shape of lr_decay_to and beta2_final over the horizon
+    # (R3GAN as published: linear)
 
 
 @dataclass
@@ -131,6 +133,11 @@ class TrainConfig:
     mixed_precision: str = choice("no", "bf16", "fp16")  # fp16 uses one GradScaler shared by all phases
     ema: float = 0.999  # EMA decay of the sampling nets; 0 disables
     ema_start: int = 0  # steps before the EMA starts tracking (it copies the nets until then)
+    ema_halflife_images: int = 0  # > 0: the EMA's half-life in images (not train.ema), ramped linearly from 0 to
+    # this over train.schedule_images (stylegan2-ada's and R3GAN's EMA; decay 0.5 ** (global batch / half-life))
+    schedule_images: int = 0  # the horizon of every schedule (lr, beta2, R3GAN's gamma, the EMA ramp) in images
+    # over the whole batch (batch_size x processes a step), so a recipe means the same at any batch and process
+    # count; they run to it and then hold; 0: the run's own length
     log_every: int = positive(50)  # metrics line (JSONL + TensorBoard) every N steps
     sample_every: int = positive(500)  # PNG sample grid every N steps (and at the end)
     ckpt_every: int = 1000  # checkpoint every N steps (and at the end); 0: only at the end

@@ -132,6 +132,9 @@ def check_metrics(metrics: list[str], extractor: str) -> None:
 
 
 def _check_train(recipe: Recipe) -> None:
+    for key in ("ema_halflife_images", "schedule_images"):
+        if getattr(recipe.train, key) < 0:
+            raise ConfigError(f"train.{key}", f"{getattr(recipe.train, key)}: images are 0 or more")
     t = recipe.train
     if not 0 <= t.ema < 1:
         raise ConfigError("train.ema", f"{t.ema}: an EMA decay is in [0, 1)")

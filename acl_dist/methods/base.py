@@ -35,8 +35,9 @@ class StepContext:
     grad_scale: Tensor | None = None  # fp16 GradScaler's current scale, for gradient penalties
     penalty_gain: float = 1.0  # the lazy schedule's weight of this iteration's gradient penalty (``Phase``): the
     # phase's penalty_every on the iterations that take it, 0 on the others (skip it)
-    progress: Tensor | None = None  # step / train.steps as a 0-d device tensor, for schedules (R3GAN's gamma):
-    # updated in place by the trainer, so a captured CUDA graph reads each step's value
+    progress: Tensor | None = None  # the fraction of the schedules' horizon reached (train.schedule_images; the
+    # run's length by default: step / train.steps), a 0-d device tensor for schedules (R3GAN's gamma), updated in
+    # place by the trainer, so a captured CUDA graph reads each step's value
 
 
 LossFn = Callable[[Batch, StepContext], tuple[Tensor, Metrics]]

@@ -7,10 +7,11 @@ both sides (R1 on the reals, R2 on the fakes):
 
 each real paired with a fake of the batch. R1 + R2 come from one double backward over the reals and fakes
 together (``ops.gradient_penalty``, kind ``r1r2``), lazily every ``gp_every`` critic iterations if asked.
-``gamma`` decays from ``method.gamma`` to ``method.gamma_final`` on a cosine over training (R3GAN decays it
-with the learning rate; ``optim.lr_decay_to`` and ``optim.beta2_final`` schedule the optimiser). The schedule
-reads the trainer's progress tensor (``StepContext.progress``) on the device, so a captured CUDA graph replays
-the right weight at every step.
+``gamma`` decays from ``method.gamma`` to ``method.gamma_final`` over the schedule's horizon
+(``train.schedule_images``, in images; the run's length by default), on a cosine or, as published, a line, and is
+held after it (R3GAN decays it with the learning rate; ``optim.lr_decay_to`` and ``optim.beta2_final`` schedule the
+optimiser). The schedule reads the trainer's progress tensor (``StepContext.progress``: the fraction of the
+horizon) on the device, so a captured CUDA graph replays the right weight at every step.
 
 ``acl_r3gan``: the ACL module attached to R3GAN as to a GAN (``acl_gan``): Gz feeds the generator's noise slot,
 E and the feature reconstruction through D's last features, Dc against E's codes; the image adversary is
@@ -43,7 +44,9 @@ class R3GANOptions(MethodOptions):
 
     d_steps: int = 1  # critic steps per generator step
     gamma: float = 1.0  # R1 + R2 weight at the start: L_D + gamma / 2 * (R1 + R2)
-    gamma_final: float | None = None  # cosine-decayed to this by the last step; None: constant gamma
+    gamma_final: float | None = None  # decayed to this over the schedule's horizon (train.schedule_images), then
+    # held; None: constant gamma
+    gamma_schedule: str = "cosine"  # cosine | linear: the decay's shape (R3GAN as published: linear)
     gp_every: int = 1  # lazy regularisation: R1 + R2 every k critic iterations, weighted by k
     gp_impl: str = "auto"  # ref | fused | split | auto (ops.gradient_penalty)
 
@@ -52,15 +55,19 @@ class R3GANOptions(MethodOptions):
         positive("method.d_steps", self.d_steps)
         positive("method.gp_every", self.gp_every)
         choose("method.gp_impl", self.gp_impl, ("auto", "ref", "fused", "split"))
+        choose("method.gamma_schedule", self.gamma_schedule, ("cosine", "linear"))
         if self.gamma < 0:
             raise ConfigError("method.gamma", f"{self.gamma}: a penalty weight is 0 or more")
         if self.gamma_final is not None and self.gamma_final < 0:
             raise ConfigError("method.gamma_final", f"{self.gamma_final}: a penalty weight is 0 or more")
 
     def gamma_at(self, progress: Tensor | None) -> Tensor | float:
-        """gamma at ``progress`` in [0, 1] (a device tensor: no host read): cosine from gamma to gamma_final."""
+        """gamma at ``progress``, the fraction of the schedule's horizon in [0, 1] (a device tensor: no host read):
+        from gamma to gamma_final on a cosine or a line (``gamma_schedule``)."""
         if self.gamma_final is None or progress is None:
             return self.gamma
+        if self.gamma_schedule == "linear":
+            return self.gamma + (self.gamma_final - self.gamma) * progress
         return self.gamma_final + (self.gamma - self.gamma_final) * 0.5 * (1 + torch.cos(math.pi * progress))
 
 

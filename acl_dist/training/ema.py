@@ -19,8 +19,10 @@ class EMA:
         self.nets = {name: copy.deepcopy(net).eval().requires_grad_(False) for name, net in nets.items()}
 
     @torch.no_grad()
-    def update(self, nets: dict[str, nn.Module], step: int) -> None:
-        decay = self.decay if step >= self.start else 0.0
+    def update(self, nets: dict[str, nn.Module], step: int, decay: float | None = None) -> None:
+        """One step of the average; ``decay`` overrides the fixed one (a scheduled half-life, say)."""
+        if decay is None:
+            decay = self.decay if step >= self.start else 0.0
         for name, ema_net in self.nets.items():
             source = nets[name]
             ema_params = list(ema_net.parameters())

@@ -13,6 +13,8 @@ from torch import Tensor
 
 from acl_dist.errors import TrainingError
 from acl_dist.methods.base import Phase, StepContext
+from acl_dist.schedules import ema_decay, horizon_fraction
+from acl_dist.schedules import ramp as schedule_ramp
 
 
 class StepRunner:
@@ -20,7 +22,7 @@ class StepRunner:
 
     def train_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
         """One training step: replayed from a CUDA graph under ``train.cuda_graphs``, else ``run_step``."""
-        self._progress.fill_(self.step / self.recipe.train.steps)
+        self._progress.fill_(self.schedule_fraction())
         self._apply_optimizer_schedules()
         if self.graphed is not None:
             self.graphed(batches, sums)
@@ -86,14 +88,32 @@ class StepRunner:
             return None
         return self.scaler._get_scale_async()
 
+    def images_per_step(self) -> int:
+        """Images a step draws over the whole batch (its first batch on every rank: what schedules count)."""
+        return self.recipe.train.batch_size * self.world
+
+    def schedule_fraction(self, step: int | None = None) -> float:
+        """How far along ``train.schedule_images`` (the run's length when 0) the run is at ``step``, in [0, 1]."""
+        t = self.recipe.train
+        return horizon_fraction(self.step if step is None else step, self.images_per_step(), t.schedule_images,
+                                t.steps)
+
+    def _ema_decay(self) -> float | None:
+        """``train.ema_halflife_images``: this step's EMA decay, its half-life ramped over the horizon; None: the
+        EMA's own fixed decay (``train.ema`` after ``train.ema_start``)."""
+        t = self.recipe.train
+        if not t.ema_halflife_images:
+            return None
+        return ema_decay(t.ema_halflife_images, self.schedule_fraction(), self.images_per_step())
+
     def _apply_optimizer_schedules(self) -> None:
-        """``optim.lr_decay_to`` / ``optim.beta2_final``: each net's learning rate and Adam beta2 on a cosine from
-        their own values at step 0 to the final ones at the last step (host floats; ``rules`` keeps such runs
-        out of CUDA graphs, which would not see them change)."""
+        """``optim.lr_decay_to`` / ``optim.beta2_final``: each net's learning rate and Adam beta2 from their own
+        values at step 0 to the final ones at the end of the horizon (``optim.schedule``: cosine or linear), held
+        after it (host floats; ``rules`` keeps such runs out of CUDA graphs, which would not see them change)."""
         o = self.recipe.optim
         if o.lr_decay_to == 1 and o.beta2_final is None:
             return
-        ramp = 0.5 * (1 - math.cos(math.pi * self.step / self.recipe.train.steps))  # 0 at the start, 1 at the end
+        ramp = schedule_ramp(self.schedule_fraction(), o.schedule)  # 0 at the start, 1 at the horizon
         for name, opt in self.updates.optimizers.items():
             for group, (lr, (beta1, beta2)) in zip(opt.param_groups, self._base_hparams[name]):
                 group["lr"] = lr * (1 + (o.lr_decay_to - 1) * ramp)

@@ -139,7 +139,7 @@ class Trainer(RunAssembly, RunState, StepRunner, RunReporting):
                 self.step += 1
                 tick_steps += 1
                 with self._full_parameters(self._sampling_nets().values()):
-                    self.ema.update(self._sampling_nets(), self.step)
+                    self.ema.update(self._sampling_nets(), self.step, self._ema_decay())
                 if bar is not None:
                     bar.update(1)
                 if self.step % t.log_every == 0 or self.step == t.steps:
