@@ -32,7 +32,7 @@ _modules, _imports, _graph = GRAPH.modules, GRAPH.imports, GRAPH.graph
 FLOORS = [  # bottom to top: (floor, module prefixes); a module is on the floor of its longest matching prefix
     ("errors", ["acl_dist.errors"]),
     ("building blocks", ["acl_dist.nets", "acl_dist.ops", "acl_dist.losses", "acl_dist.stats", "acl_dist.priors",
-                         "acl_dist.media", "acl_dist.distributed", "acl_dist.pictures"]),
+                         "acl_dist.media", "acl_dist.distributed", "acl_dist.pictures", "acl_dist.schedules"]),
     ("schema", ["acl_dist.methods.options", "acl_dist.data.options", "acl_dist.sections"]),
     ("components", ["acl_dist.methods", "acl_dist.data", "acl_dist.eval"]),
     ("rules and loading", ["acl_dist.rules", "acl_dist.validation", "acl_dist.config"]),
