@@ -57,6 +57,7 @@ RECORDS = os.path.join(REPO, "docs", "results", "campaign", "records.jsonl")
 SAMPLES_DIR = os.path.join(REPO, "docs", "results", "campaign", "samples")
 PRIOR_SECONDS_PER_STEP = {  # one thread, two runs on two cores (issue 33's measurement), x1.5 for evaluations
     "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36}
+PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, until a cuda record measures it
 ALG1 = {"method.rec_updates_generator": False}  # Algorithm 1, line 11: L_rec updates E alone
 
 
@@ -260,7 +261,8 @@ def predicted_seconds(sp: Spec, records: list[dict], device: str) -> float:
     (``PRIOR_SECONDS_PER_STEP`` before there is any record)."""
     rates = [r["wall_s"] / r["steps"] for r in records if r["method"] == sp.method and r.get("device_kind") == device
              and not r.get("resumed")]
-    per_step = statistics.median(rates) if rates else PRIOR_SECONDS_PER_STEP.get(sp.method, 0.5)
+    prior = PRIOR_SECONDS_PER_STEP_CUDA if device == "cuda" else PRIOR_SECONDS_PER_STEP.get(sp.method, 0.5)
+    per_step = statistics.median(rates) if rates else prior
     return per_step * sp.steps
 
 
