@@ -29,6 +29,7 @@ kind of device, else ``PRIOR_SECONDS_PER_STEP``) fits in what is left, so nothin
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -120,8 +121,15 @@ class Spec:
         return Job(name, f"recipes/mnist/{self.method}.yaml", overrides)
 
     def need(self, s: Settings) -> rec.Need:
-        return rec.Need(self.label, self.method, self.seed, rec.record_key(job_fingerprint(self.job(s))), self.steps,
-                        s.eval_every)
+        fp = job_fingerprint(self.job(s))
+        return rec.Need(self.label, self.method, self.seed, rec.record_key(fp), self.steps, s.eval_every,
+                        rec.computed(fp), _defaults(fp["method"]["name"], fp["data"]["source"]))
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(method: str, source: str) -> dict:
+    """The schema's defaults for a method and a data source (what a field added after a record stands at)."""
+    return rec.schema_defaults({"method": {"name": method}, "data": {"source": source}})
 
 
 def spec(method: str, variant: str, values: dict, seed: int, steps: int) -> Spec:

@@ -21,7 +21,7 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from repro.jobs import REPO, fingerprint
 
@@ -29,20 +29,47 @@ PREFIX_FREE = {"train": ("steps", "sample_every", "ckpt_every", "log_every", "ke
                "eval": ("every",)}
 
 
-def record_key(recipe_data: dict) -> str:
-    """16 hex digits naming what a run computes at every step, whatever its length and evaluation density.
-
-    Refuses a recipe whose numbers depend on its length (R3GAN's schedules and any ``optim.lr_decay_to`` or
-    ``optim.beta2_final`` run over ``train.steps``): its prefix is not a shorter run, so it is keyed by its own
-    length (``train.steps`` stays in its key)."""
+def computed(recipe_data: dict) -> dict:
+    """What a run computes at every step: its fingerprint without ``PREFIX_FREE`` (``train.steps`` stays for a
+    recipe scheduled over its length: its prefix is not a shorter run)."""
     data = fingerprint(recipe_data)
     length_free = not schedules_over_length(data)
     for section, keys in PREFIX_FREE.items():
         for key in keys:
             if length_free or (section, key) != ("train", "steps"):
                 data.get(section, {}).pop(key, None)
-    text = json.dumps(data, sort_keys=True, default=str)
+    return data
+
+
+def record_key(recipe_data: dict) -> str:
+    """16 hex digits naming ``computed(recipe_data)``: what a run computes, whatever its length and evaluation
+    density (an index; ``same_computation`` decides across schema versions)."""
+    text = json.dumps(computed(recipe_data), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def schema_defaults(recipe_data: dict) -> dict:
+    """The resolved recipe of the same method and data source with every other value at its default."""
+    from acl_dist.config import recipe_from_dict, to_dict
+
+    return to_dict(recipe_from_dict({"method": {"name": recipe_data["method"]["name"]},
+                                     "data": {"source": recipe_data["data"]["source"]}}))
+
+
+def same_computation(recorded: dict, wanted: dict, defaults: dict) -> bool:
+    """Whether a record's ``computed`` fingerprint, written by an older version of the schema, computes what
+    ``wanted`` does: every key equal, and a key the record lacks (a field added since) at its default in
+    ``wanted``, since a new field's default keeps what runs computed before it (the golden test holds that).
+    A default that changed is a value the record holds explicitly, so it does not match."""
+    for section, values in wanted.items():
+        have = recorded.get(section, {})
+        for key, value in values.items():
+            if key in have:
+                if have[key] != value:
+                    return False
+            elif value != defaults.get(section, {}).get(key, object()):
+                return False
+    return True
 
 
 def schedules_over_length(data: dict) -> bool:
@@ -58,17 +85,25 @@ def schedules_over_length(data: dict) -> bool:
 class Need:
     """A run a campaign needs: its recipe (as a repro Job), and the budget and evaluation density read off it."""
 
-    label: str  # what the report calls it, e.g. "gan/lr_x2"
+    label: str  # what the report calls it, e.g. "gan/recipe"
     method: str
     seed: int
     key: str
     steps: int
     eval_every: int
+    wanted: dict = field(default_factory=dict, compare=False, hash=False)  # computed(): what the run computes
+    defaults: dict = field(default_factory=dict, compare=False, hash=False)  # schema_defaults() of its recipe
 
 
 def satisfies(record: dict, need: Need) -> bool:
-    """A record of the same key, at least as long, evaluated at every step the need evaluates at."""
-    return (record["key"] == need.key and record["steps"] >= need.steps and need.eval_every % record["eval_every"] == 0)
+    """A record computing what the need does (the same key, or the same computation under an older schema), at
+    least as long, evaluated at every step the need evaluates at."""
+    if record["steps"] < need.steps or need.eval_every % record["eval_every"]:
+        return False
+    if record["key"] == need.key:
+        return True
+    return bool(need.wanted) and "fingerprint" in record and same_computation(
+        computed(record["fingerprint"]), need.wanted, need.defaults)
 
 
 def find(records: list[dict], need: Need) -> dict | None:

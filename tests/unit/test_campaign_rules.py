@@ -82,3 +82,19 @@ def test_the_time_budget_predicts_from_the_records_of_the_same_method_and_device
             {"method": "gan", "device_kind": "cuda", "wall_s": 1.0, "steps": 500},
             {"method": "gan", "device_kind": "cpu", "wall_s": 1.0, "steps": 500, "resumed": True}]
     assert campaign.predicted_seconds(sp, recs, "cpu") == 200.0
+
+
+def test_a_record_written_before_a_field_existed_still_satisfies_at_that_fields_default():
+    """Adding a schema field (at a default that keeps what runs computed) must not orphan the committed records;
+    a changed value, stored in the record, must."""
+    fp = _job("train.steps=1000", "eval.every=250")
+    wanted, defaults = records.computed(fp), records.schema_defaults(fp)
+    old = {section: dict(values) for section, values in fp.items()}
+    del old["train"]["schedule_images"], old["optim"]["schedule"]  # fields this record's schema did not have
+    record = {"key": "from-an-older-schema", "steps": 10_000, "eval_every": 250, "fingerprint": old}
+    need = records.Need("gan/recipe", "gan", 0, records.record_key(fp), 1000, 250, wanted, defaults)
+    assert records.satisfies(record, need)
+    linear = records.computed(_job("train.steps=1000", "optim.schedule=linear"))
+    assert not records.satisfies(record, records.Need("gan/x", "gan", 0, "k2", 1000, 250, linear, defaults))
+    changed = {**old, "optim": {**old["optim"], "lr": 1.0}}  # a value the record holds explicitly
+    assert not records.satisfies({**record, "fingerprint": changed}, need)
