@@ -164,3 +164,36 @@ def test_critic_sees_augmented_reals_and_fakes_each_image_its_own_draw(tiny_reci
     real_seen = seen[0]
     assert real_seen.shape == batch["image"].shape and not torch.equal(real_seen, batch["image"])
     assert (real_seen == 0).any()  # cutout holes and translated-in zeros
+
+
+# ------------------------------------------------------------------------------- the nets as published
+def test_convs_carry_no_bias_their_activations_do_and_heads_have_none():
+    from acl_dist.nets.r3gan import BiasedActivation
+
+    g, d = R3Generator(16, 16, 3, 16, 64, blocks=1), R3Discriminator(16, 3, 16, 64, blocks=1)
+    for net in (g, d):
+        assert all(m.bias is None for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        assert any(isinstance(m, BiasedActivation) for m in net.modules())
+
+
+def test_the_generative_basis_is_a_learned_map_scaled_per_channel_by_a_linear_map_of_z():
+    g = R3Generator(8, 8, 1, 16, 32, blocks=1)
+    z = torch.randn(3, 8)
+    expected = g.basis.basis[None] * (z @ g.basis.linear.weight.T)[:, :, None, None]  # [3, C4, 4, 4]
+    torch.testing.assert_close(g.basis(z), expected)
+
+
+def test_resampling_is_the_published_low_pass_filter_with_zero_padding():
+    from acl_dist.nets.r3gan import Downsample, Upsample
+
+    up, down = Upsample(2, 2), Downsample(2, 2)
+    ones = torch.ones(1, 2, 8, 8)
+    big = up(ones)  # [1, 2, 16, 16]
+    assert big.shape == (1, 2, 16, 16) and torch.allclose(big[..., 1:-1, 1:-1], torch.ones(1, 2, 14, 14))
+    assert torch.allclose(big[..., 0, 1:-1], torch.full((1, 2, 14), 0.75))  # zero padding darkens the border
+    small = down(ones)
+    assert small.shape == (1, 2, 4, 4) and torch.allclose(small[..., 1:-1, 1:-1], torch.ones(1, 2, 2, 2))
+    assert torch.allclose(small[..., 0, 1:-1], torch.full((1, 2, 2), 7 / 8))
+    x = torch.randn(1, 2, 8, 8)  # /2 is the adjoint of x2 up to the up-sampler's gain of 4
+    y = torch.randn(1, 2, 4, 4)
+    torch.testing.assert_close((down(x) * y).sum() * 4, (x * up(y)).sum())
