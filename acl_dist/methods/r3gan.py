@@ -49,6 +49,8 @@ class R3GANOptions(MethodOptions):
     gamma_schedule: str = "cosine"  # cosine | linear: the decay's shape (R3GAN as published: linear)
     gp_every: int = 1  # lazy regularisation: R1 + R2 every k critic iterations, weighted by k
     gp_impl: str = "auto"  # ref | fused | split | auto (ops.gradient_penalty)
+    gp_through_augment: bool = True  # with data.augment: R1 + R2 w.r.t. the un-augmented images, through the
+    # augmentation (as published); false: at the augmented images
 
     def check(self) -> None:
         super().check()
@@ -83,7 +85,8 @@ class RelativisticAdversary:
         fake = fake.detach().to(real.dtype)
         if self.cfg.gamma > 0 and ctx.penalty_gain > 0:
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
-                d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale, augment=self.augment)
+                d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale, augment=self.augment,
+                through_augment=self.cfg.gp_through_augment)
             loss = losses.discriminator_relativistic(real_scores, fake_scores)
             out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean(), gp=penalty)
             return loss + self.cfg.gamma_at(ctx.progress) / 2 * ctx.penalty_gain * penalty, out

@@ -216,15 +216,33 @@ ScoresAndPenalty = tuple[Tensor, Tensor, Tensor]  # real scores [B], fake scores
 _Grads = tuple[Tensor, Tensor, Tensor]  # real scores [B], fake scores [B], input gradients [B, ...]
 
 
+def _as_they_are(points: Tensor) -> Tensor:
+    return points
+
+
+def _through(augment: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """The r1r2 points [2B] (reals, then fakes, un-augmented) as the critic sees them: each half through
+    ``augment``, the fakes drawn first as everywhere (``augmented``), so the input gradient reaches the images
+    themselves through the augmentation."""
+    def view(points: Tensor) -> Tensor:
+        n = points.shape[0] // 2
+        fake, real = augmented(augment, points[n:], points[:n])
+        return torch.cat([real, fake])
+
+    return view
+
+
 def _scores_ref(
-    critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None
+    critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None,
+    view: Callable[[Tensor], Tensor] = _as_they_are,
 ) -> _Grads:
     """Three separate forwards: real, fake, penalised points (r1r2: the reals and the fakes, which are the
     penalised points, each its own forward)."""
     if kind == "r1r2":
         n = real.shape[0]
         points = points.requires_grad_(True)
-        real_scores, fake_scores = critic(points[:n]).reshape(-1), critic(points[n:]).reshape(-1)  # [B], [B]
+        seen = view(points)  # what the critic sees of them (through the augmentation), differentiable
+        real_scores, fake_scores = critic(seen[:n]).reshape(-1), critic(seen[n:]).reshape(-1)  # [B], [B]
         return real_scores, fake_scores, _input_gradients_of(torch.cat([real_scores, fake_scores]), points, gs)
     real_scores = critic(real).reshape(-1)  # [B]
     fake_scores = critic(fake.detach()).reshape(-1)  # [B]
@@ -233,7 +251,8 @@ def _scores_ref(
 
 
 def _scores_fused(
-    critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None
+    critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None,
+    view: Callable[[Tensor], Tensor] = _as_they_are,
 ) -> _Grads:
     """ONE forward over the batch-concatenated inputs; the input gradient of the penalised rows only.
 
@@ -243,7 +262,7 @@ def _scores_fused(
     n = real.shape[0]
     points = points.requires_grad_(True)
     if kind == "r1r2":  # the reals and fakes are the points: one [2B] forward serves loss and penalty
-        scores = critic(points).reshape(-1)  # [2B]
+        scores = critic(view(points)).reshape(-1)  # [2B]
         return scores[:n], scores[n:], _input_gradients_of(scores, points, gs)
     if kind == "wgan":
         scores = critic(torch.cat([real, fake.detach(), points])).reshape(-1)  # [3B]
@@ -258,13 +277,14 @@ def _scores_fused(
 
 
 def _scores_split(
-    critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None
+    critic: nn.Module, real: Tensor, fake: Tensor, points: Tensor, kind: str, gs: Tensor | None,
+    view: Callable[[Tensor], Tensor] = _as_they_are,
 ) -> _Grads:
     """Two forwards: the unpenalised points together, the penalised ones alone (their own double backward)."""
     n = real.shape[0]
     points = points.requires_grad_(True)
     if kind == "r1r2":  # nothing is unpenalised: the one forward of both is the fused path's
-        scores = critic(points).reshape(-1)  # [2B]
+        scores = critic(view(points)).reshape(-1)  # [2B]
         return scores[:n], scores[n:], _input_gradients_of(scores, points, gs)
     if kind == "wgan":
         scores = critic(torch.cat([real, fake.detach()])).reshape(-1)  # [2B]
@@ -304,6 +324,7 @@ def critic_scores_and_penalty(
     alpha: Tensor | None = None,
     norm_impl: str = "ref",
     augment: Callable[[Tensor], Tensor] | None = None,
+    through_augment: bool = False,
 ) -> ScoresAndPenalty:
     """All of a penalised critic step's forwards: (real scores [B], fake scores [B], penalty []).
 
@@ -319,6 +340,8 @@ def critic_scores_and_penalty(
         norm_impl: ``ref`` or ``triton`` for the per-sample norm penalty (see ``penalty_from_gradients``).
         augment: the run's augmentation pipe (ops/augment_pipe.py), applied here to fakes then reals before
             every forward; the penalty is taken at the augmented images (and, for ``wgan``, between them).
+        through_augment: ``r1r2`` only: the penalty is the gradient w.r.t. the un-augmented images, taken
+            through the augmentation (R3GAN as published), instead of at the augmented images.
     Notes:
         fake is detached (this is the critic's step). A spectral-norm critic runs one power iteration per
         forward, so ``ref`` (3 forwards) and ``fused`` (1) leave its ``u`` vectors in different states.
@@ -327,14 +350,20 @@ def critic_scores_and_penalty(
     impl = DEFAULT_IMPL if impl == "auto" else impl
     if impl not in _PATHS:
         raise ValueError(f"critic_scores_and_penalty impl {impl!r} is not one of {IMPLS} or 'auto'")
-    fake, real = augmented(augment, fake, real)
+    view = _as_they_are
+    if through_augment and augment is not None:
+        if kind != "r1r2":
+            raise ValueError(f"through_augment is for r1r2 (the penalty at the un-augmented images), not {kind!r}")
+        view = _through(augment)
+    else:
+        fake, real = augmented(augment, fake, real)
     points = _penalty_points(kind, real, fake, generator, alpha)  # [B, ...], detached
     if impl == "ref":
         with _eager():
-            real_scores, fake_scores, grads = _scores_ref(critic, real, fake, points, kind, grad_scale)
+            real_scores, fake_scores, grads = _scores_ref(critic, real, fake, points, kind, grad_scale, view)
     else:
         _refuse_batch_coupling(critic, impl)
         with _eager(), masked_activations():
-            real_scores, fake_scores, grads = _PATHS[impl](critic, real, fake, points, kind, grad_scale)
+            real_scores, fake_scores, grads = _PATHS[impl](critic, real, fake, points, kind, grad_scale, view)
     penalty = penalty_from_gradients(grads, one_sided=one_sided, kind=kind, impl=norm_impl)
     return real_scores, fake_scores, penalty

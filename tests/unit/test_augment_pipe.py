@@ -82,3 +82,24 @@ def test_one_pipe_reaches_every_critic_and_its_state_resumes(method, tmp_path, m
     run("split", 2)
     resumed = run("split", 4)  # resumes from step 2: the pipe's state comes back from the checkpoint
     assert torch.equal(resumed.augment.seen, straight.augment.seen)
+
+
+class Doubling(AugmentPipe):
+    """A deterministic pipe whose Jacobian is 2: the penalty through it is 4x the penalty at its output."""
+
+    def __call__(self, images):
+        return 2 * images
+
+
+@pytest.mark.parametrize("impl", ["ref", "fused", "split"])
+def test_r1r2_through_the_augmentation_is_the_gradient_at_the_un_augmented_images(impl):
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1))  # linear: the gradient is its weight
+    real, fake = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    at = critic_scores_and_penalty(critic, real, fake, kind="r1r2", impl=impl, augment=Doubling())
+    through = critic_scores_and_penalty(critic, real, fake, kind="r1r2", impl=impl, augment=Doubling(),
+                                        through_augment=True)
+    torch.testing.assert_close(through[0], at[0])  # the same scores: the critic sees the same images
+    torch.testing.assert_close(through[2], 4 * at[2])  # d critic(2x) / dx = 2 w: the penalty is 4 |w|^2
+    with pytest.raises(ValueError, match="through_augment is for r1r2"):
+        critic_scores_and_penalty(critic, real, fake, kind="wgan", augment=Doubling(), through_augment=True)
