@@ -198,6 +198,22 @@ def _select(scores: dict[str, list[dict]], budget: int, labels: list[str]) -> st
     return min(labels, key=lambda label: (means[label], not label.endswith("/recipe")))
 
 
+def _screen(st: FamilyState, stage: str, method: str, variants: dict, shared: dict, s: Settings,
+            records: list[dict]) -> str | None:
+    """One screen at the family's budget: ``method``'s ``variants`` (each on top of ``shared``, the base's selected
+    settings for an ACL screen) on the selection seeds. Records its scores and selection in ``st``; returns the
+    selected variant, or None (with ``st.missing`` set) while runs are missing."""
+    st.stage = stage
+    specs = [spec(method, v, {**shared, **values}, seed, st.budget) for v, values in variants.items()
+             for seed in s.selection_seeds]
+    found, st.missing = _records_for(specs, s, records)
+    if st.missing:
+        return None
+    st.scores[stage] = found
+    st.selection[method] = _select(found, st.budget, [f"{method}/{v}" for v in variants]).split("/", 1)[1]
+    return st.selection[method]
+
+
 def family_state(f: Family, s: Settings, records: list[dict]) -> FamilyState:
     """Budget, then the screens at it, then the confirmation: the first stage with missing runs stops the plan."""
     st = FamilyState(f)
@@ -216,25 +232,13 @@ def family_state(f: Family, s: Settings, records: list[dict]) -> FamilyState:
         long_steps *= 2
     st.budget = max((b if b is not None else long_steps) for b in st.budgets.values())
     budget = st.budget
-    st.stage = "base screen"
-    specs = [spec(f.base, v, values, seed, budget) for v, values in f.base_variants.items()
-             for seed in s.selection_seeds]
-    found, st.missing = _records_for(specs, s, records)
-    if st.missing:
+    base_choice = _screen(st, "base screen", f.base, f.base_variants, {}, s, records)
+    if base_choice is None:
         return st
-    st.scores["base screen"] = found
-    base_choice = _select(found, budget, [f"{f.base}/{v}" for v in f.base_variants]).split("/", 1)[1]
-    st.selection[f.base] = base_choice
     base_values = f.base_variants[base_choice]
-    st.stage = "ACL screen"
-    specs = [spec(f.acl, v, {**base_values, **values}, seed, budget) for v, values in f.acl_variants.items()
-             for seed in s.selection_seeds]
-    found, st.missing = _records_for(specs, s, records)
-    if st.missing:
+    acl_choice = _screen(st, "ACL screen", f.acl, f.acl_variants, base_values, s, records)
+    if acl_choice is None:
         return st
-    st.scores["ACL screen"] = found
-    acl_choice = _select(found, budget, [f"{f.acl}/{v}" for v in f.acl_variants]).split("/", 1)[1]
-    st.selection[f.acl] = acl_choice
     st.stage = "confirmation"
     st.missing = []
     found_all: dict[str, list[dict]] = {}
