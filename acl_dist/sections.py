@@ -172,8 +172,11 @@ class EvalConfig:
     every: int = 0  # evaluate every N steps (0: never during training)
     metrics: list[str] = field(default_factory=lambda: ["fid"])  # fid | kid | isc (needs class logits) | prc
     num_samples: int = positive(2000)  # generated samples per evaluation (split across ranks)
-    feature_extractor: str = "digits-cnn"  # digits-cnn, mnist-cnn (shipped) | inception-v3-compat | fd-dinov2 | clip
+    feature_extractor: str = "digits-cnn"  # digits-cnn, mnist-cnn, mnist-lenet (shipped) | inception-v3-compat |
+    # fd-dinov2 | clip
     feature_extractor_weights_path: str = ""  # Inception/DINOv2/CLIP weights file; else torch hub cache; no download
+    second_extractor: str = ""  # also FID/KID in this extractor's features, from the same samples (second_fid, ...):
+    # a second feature space a verdict must hold in; its shipped or hub-cache weights; "" none
     kid_subsets: int = positive(100)  # KID: random subsets averaged (torch-fidelity's default)
     kid_subset_size: int = positive(1000)  # KID: samples per subset, capped at the smaller sample count
     prc_neighborhood: int = positive(3)  # precision/recall: k of the k-nearest-neighbour balls (torch-fidelity's

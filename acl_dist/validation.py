@@ -28,12 +28,28 @@ def validate(recipe: Recipe) -> None:
     if recipe.eval.feature_extractor not in EXTRACTORS:  # the component's registry names them
         raise ConfigError("eval.feature_extractor", f"{recipe.eval.feature_extractor!r} is not one of "
                           f"{', '.join(EXTRACTORS)}")
+    _check_second_extractor(recipe.eval)
     _check_data(recipe)
     _check_model(recipe)
     _check_method(recipe)
     _check_train(recipe)
     _check_log(recipe)
     check_metrics(recipe.eval.metrics, recipe.eval.feature_extractor)
+
+
+def _check_second_extractor(cfg) -> None:
+    """A second feature space is another known extractor, for FID or KID (what it computes)."""
+    second = cfg.second_extractor
+    if not second:
+        return
+    if second not in EXTRACTORS:
+        raise ConfigError("eval.second_extractor", f"{second!r} is not one of {', '.join(EXTRACTORS)}")
+    if second == cfg.feature_extractor:
+        raise ConfigError("eval.second_extractor", f"{second!r} is eval.feature_extractor already; a second "
+                          "feature space must be another extractor")
+    if not {"fid", "kid"} & set(cfg.metrics):
+        raise ConfigError("eval.second_extractor", f"it computes FID and KID, and eval.metrics {cfg.metrics} asks "
+                          "for neither")
 
 
 def _check_log(recipe: Recipe) -> None:

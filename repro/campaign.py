@@ -59,6 +59,8 @@ SAMPLES_DIR = os.path.join(REPO, "docs", "results", "campaign", "samples")
 PRIOR_SECONDS_PER_STEP = {  # one thread, two runs on two cores (issue 33's measurement), x1.5 for evaluations
     "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36}
 PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, until a cuda record measures it
+SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
+CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate
 ALG1 = {"method.rec_updates_generator": False}  # Algorithm 1, line 11: L_rec updates E alone
 
 
@@ -243,7 +245,7 @@ def family_state(f: Family, s: Settings, records: list[dict]) -> FamilyState:
     st.missing = []
     found_all: dict[str, list[dict]] = {}
     for label, method, values in confirm_arms(f, base_values, acl_choice):
-        specs = [spec(method, label, values, seed, budget) for seed in s.confirm_seeds]
+        specs = [spec(method, label, {**values, **CONFIRM_EVAL}, seed, budget) for seed in s.confirm_seeds]
         found, missing = _records_for(specs, s, records)
         found_all.update(found)
         st.missing += missing
@@ -281,7 +283,7 @@ def predicted_seconds(sp: Spec, records: list[dict], device: str) -> float:
 def _curve(run_dir: str) -> list[dict]:
     from acl_dist.eval.tracker import read_history
 
-    keep = ("fid", "kid_mean", "kid_std")
+    keep = ("fid", "kid_mean", "kid_std", "second_fid", "second_kid_mean", "second_kid_std")
     return [{"step": int(row["step"]), **{k: float(row[k]) for k in keep if k in row}} for row in read_history(run_dir)]
 
 

@@ -1,9 +1,10 @@
 """docs/results/campaign.md, rebuilt from the campaign's records alone (no run directory needed).
 
 What it shows, per family: how far the campaign got and what is still missing; the budget (mean FD curves of
-the budget runs with the plateau marked); the screens at the budget; the confirmation's verdicts in FD and KID
-with Welch's 95% CI, the goal on its width and the seeds that would meet it; the diagnostics over training;
-the FD floor (training digits against the held-out ones) beside every table; the final samples side by side.
+the budget runs with the plateau marked); the screens at the budget; the confirmation's verdicts in FD, KID and
+FD in a second extractor (another architecture and seed, ``repro.campaign.SECOND_EXTRACTOR``) with Welch's 95%
+CI, the goal on its width and the seeds that would meet it; the diagnostics over training; the FD floor
+(training digits against the held-out ones) beside every table; the final samples side by side.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def fd_floor(samples: int, draws: int = 3) -> list[float]:
     return out
 
 
+METRIC_SPACES = (("fid", "FD"), ("kid_mean", "KID"),  # (curve key, name): every space a verdict is read in
+                 ("second_fid", f"FD in {c.SECOND_EXTRACTOR}"))
+
+
 def _primary(records: list[dict], budget: int, key: str = "fid") -> list[float]:
     return [c.window_mean(r["curve"], budget, key) for r in records]
 
@@ -51,7 +56,8 @@ def _difference_row(title: str, base: str, other: str, b: list[float], o: list[f
 
 
 def _verdicts(st: c.FamilyState) -> list[str]:
-    """FD and KID verdicts of each ACL arm against the base, the goal on the CI's width, the seeds it needs."""
+    """FD, KID and second-space FD verdicts of each ACL arm against the base, the goal on the CI's width, the
+    seeds it needs. The verdict stands when every space that measured it agrees; else it depends on the space."""
     found, budget, f = st.scores["confirmation"], st.budget, st.family
     base_label = f"{f.base}/selected"
     rows = ["| metric | base | base | other | other | other - base (95% CI) | p (Welch) | CI half-width / base "
@@ -59,20 +65,22 @@ def _verdicts(st: c.FamilyState) -> list[str]:
     lines = []
     for label in [lab for lab in found if lab.startswith(f"{f.acl}/")]:
         verdicts = {}
-        for key, scale, name in (("fid", 1.0, "FD"), ("kid_mean", 1.0, "KID")):
-            b = [v * scale for v in _primary(found[base_label], budget, key)]
-            o = [v * scale for v in _primary(found[label], budget, key)]
-            row, d = _difference_row(name, base_label, label, b, o)
+        for key, name in METRIC_SPACES:
+            if not all(key in r["curve"][-1] for r in found[base_label] + found[label]):
+                continue  # a space these runs were not evaluated in
+            row, d = _difference_row(name, base_label, label, _primary(found[base_label], budget, key),
+                                     _primary(found[label], budget, key))
             rows.append(row)
             verdicts[name] = (distance_verdict(d), d)
         fd_verdict, d = verdicts["FD"]
-        both = fd_verdict if fd_verdict == verdicts["KID"][0] else "depends on the feature space"
+        agreed = {v for v, _ in verdicts.values()}
+        both = fd_verdict if len(agreed) == 1 else "depends on the feature space"
         half = (d.ci_high - d.ci_low) / 2
         pooled = ((d.base_std**2 + d.other_std**2) / 2) ** 0.5
         goal = goal_sentence(half, d.base_mean, pooled)
+        others = "; ".join(f"{name}: {v}" for name, (v, _) in verdicts.items() if name != "FD")
         lines.append(f"- **{label} against {base_label}: {both}** (FD {d.other_mean:.1f} vs {d.base_mean:.1f}, "
-                     f"difference {d.diff:+.1f}, 95% CI [{d.ci_low:+.1f}, {d.ci_high:+.1f}]; KID: "
-                     f"{verdicts['KID'][0]}). {goal}")
+                     f"difference {d.diff:+.1f}, 95% CI [{d.ci_low:+.1f}, {d.ci_high:+.1f}]; {others}). {goal}")
     return [*lines, "", *rows]
 
 
@@ -221,8 +229,9 @@ def write(out_dir: str, s: c.Settings, records_path: str, samples_dir: str,
         f"any run: FD of {s.eval_samples} EMA samples against the 1,000 held-out digits (mnist-cnn) every "
         f"{s.eval_every} steps; primary metric the mean FD over ({c.WINDOW} B, B] for budget B; budget by the "
         f"plateau rule on the mean curve of seeds {', '.join(map(str, s.selection_seeds))}; selection at B on those "
-        f"seeds; confirmation on seeds {s.confirm_seeds[0]}-{s.confirm_seeds[-1]}; Welch's 95% CI; verdicts in FD "
-        "and KID. One CPU thread per run unless a record says otherwise.",
+        f"seeds; confirmation on seeds {s.confirm_seeds[0]}-{s.confirm_seeds[-1]}; Welch's 95% CI; verdicts in FD, "
+        f"KID and FD in {c.SECOND_EXTRACTOR} (another architecture, seed 1, the same 4,000 training digits): a verdict "
+        "on which they disagree depends on the feature space. One CPU thread per run unless a record says otherwise.",
         "",
         f"Records: {len(records)} runs, {sum(r['wall_s'] for r in records) / 3600:.1f} h of training "
         f"({', '.join(sorted({r['device'] for r in records})) or 'none yet'}).",

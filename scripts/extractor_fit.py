@@ -33,12 +33,17 @@ def fit(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, inputs: Inpu
     return net
 
 
-def parse_args(description: str, default_out: str, default_epochs: int) -> argparse.Namespace:
+def parse_args(description: str, default_out: str | None, default_epochs: int,
+               archs: tuple[str, ...] = ()) -> argparse.Namespace:
+    """The scripts' command line; ``archs``: the architectures ``--arch`` chooses from (the first is the default;
+    ``--out`` and ``--seed`` then default per architecture, in the script)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=default_out)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None if archs else 0)
     parser.add_argument("--epochs", type=int, default=default_epochs)
     parser.add_argument("--batch", type=int, default=64)
+    if archs:
+        parser.add_argument("--arch", choices=archs, default=archs[0])
     args = parser.parse_args()
     torch.set_num_threads(1)
     return args
@@ -46,7 +51,8 @@ def parse_args(description: str, default_out: str, default_epochs: int) -> argpa
 
 def save(net: nn.Module, accuracy: float, n_train: int, data: str, args: argparse.Namespace, started: float) -> None:
     """The weights and their ``meta`` (what the extractor loader checks and the docs quote) at ``args.out``."""
-    meta = {"test_accuracy": accuracy, "input_size": net.INPUT_SIZE, "feature_dim": net.FEATURE_DIM,
+    meta = {"architecture": type(net).__name__, "test_accuracy": accuracy, "input_size": net.INPUT_SIZE,
+            "feature_dim": net.FEATURE_DIM,
             "seed": args.seed, "epochs": args.epochs, "train_samples": n_train, "data": data}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}

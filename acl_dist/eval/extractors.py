@@ -38,12 +38,22 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from acl_dist.eval.dinov2 import DinoV2
-from acl_dist.eval.names import CLIP, DIGITS_CNN, DINOV2, EXTRACTORS, INCEPTION, MNIST_CNN  # noqa: F401 (re-exported)
+from acl_dist.eval.names import (  # noqa: F401 (re-exported)
+    CLIP,
+    DIGITS_CNN,
+    DINOV2,
+    EXTRACTORS,
+    INCEPTION,
+    MNIST_CNN,
+    MNIST_LENET,
+)
 
 URL_DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"  # FD-DINOv2's ViT-L/14
 URL_CLIP = CLIP_URLS["clip-vit-l-14"]  # the CLIP ViT-L/14 FD_CLIP is usually reported with
 DIGITS_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "digits_cnn.pt")
 MNIST_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "mnist_cnn.pt")
+MNIST_LENET_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "mnist_lenet.pt")
+SHIPPED = {DIGITS_CNN: DIGITS_WEIGHTS, MNIST_CNN: MNIST_WEIGHTS, MNIST_LENET: MNIST_LENET_WEIGHTS}  # in the wheel
 WEIGHTS_KEY = "eval.feature_extractor_weights_path"
 
 
@@ -111,10 +121,33 @@ class MnistCNN(DigitsCNN):
         )
 
 
+class MnistLeNet(MnistCNN):
+    """A second feature space on the same 32x32 MNIST digits, independent of :class:`MnistCNN`: another
+    architecture (5x5 convolutions with batch norm and max pooling, LeCun's shape, a 128-d feature layer, no
+    strided convolutions) trained from another seed on the same 4,000 training digits
+    (``scripts/train_mnist_extractor.py --arch lenet``). Why: a verdict between two generators is worth
+    something only if it holds in a feature space other than the one it was read in (issue 33 measured two
+    8,000-step runs ranked differently by two such spaces)."""
+
+    FEATURE_DIM = 128
+
+    def __init__(self, num_classes: int = 10):
+        nn.Module.__init__(self)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),  # [B, 32, 16, 16]
+            nn.Conv2d(32, 64, 5, padding=2), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # [B, 64, 8, 8]
+            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # [B, 64, 4, 4]
+            nn.Flatten(),  # [B, 1024]
+            nn.Linear(64 * 4 * 4, self.FEATURE_DIM),  # [B, 128]: pre-activation, as the other extractors'
+        )
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(0.3), nn.Linear(self.FEATURE_DIM, num_classes))
+
+
 class FeatureExtractorDigitsCNN(FeatureExtractorBase):
     """torch-fidelity face of :class:`DigitsCNN`; features '64' (FID/KID/PRC) and 'logits' (IS)."""
 
     NET, WEIGHTS, SCRIPT = DigitsCNN, DIGITS_WEIGHTS, "scripts/train_digits_extractor.py"
+    LAYER = "64"  # the feature layer's name: its size, torch-fidelity's convention ('2048' for Inception)
 
     def __init__(self, name: str, features_list, feature_extractor_weights_path: str | None = None, **kwargs):
         super().__init__(name, features_list)
@@ -134,19 +167,19 @@ class FeatureExtractorDigitsCNN(FeatureExtractorBase):
     def forward(self, x: torch.Tensor):
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 [B, 3, H, W], got {x.dtype} {tuple(x.shape)}")
-        feats = self.net.features(self.net.preprocess(x))  # [B, 64]
-        out = {"64": feats}
+        feats = self.net.features(self.net.preprocess(x))  # [B, d]
+        out = {self.LAYER: feats}
         if "logits" in self.features_list:
             out["logits"] = self.net.head(feats)  # [B, 10]
         return tuple(out[name] for name in self.features_list)
 
-    @staticmethod
-    def get_provided_features_list():
-        return "64", "logits"
+    @classmethod
+    def get_provided_features_list(cls):
+        return cls.LAYER, "logits"
 
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "64", "kid": "64", "prc": "64"}[metric]
+    @classmethod
+    def get_default_feature_layer_for_metric(cls, metric):
+        return "logits" if metric == "isc" else cls.LAYER
 
     @staticmethod
     def can_be_compiled():
@@ -161,6 +194,13 @@ class FeatureExtractorMnistCNN(FeatureExtractorDigitsCNN):
     """torch-fidelity face of :class:`MnistCNN`; the same layers as digits-cnn."""
 
     NET, WEIGHTS, SCRIPT = MnistCNN, MNIST_WEIGHTS, "scripts/train_mnist_extractor.py"
+
+
+class FeatureExtractorMnistLeNet(FeatureExtractorDigitsCNN):
+    """torch-fidelity face of :class:`MnistLeNet`, the second MNIST feature space (layer '128')."""
+
+    NET, WEIGHTS, SCRIPT = MnistLeNet, MNIST_LENET_WEIGHTS, "scripts/train_mnist_extractor.py --arch lenet"
+    LAYER = "128"
 
 
 class FeatureExtractorDinoV2Local(FeatureExtractorDinoV2):
@@ -211,6 +251,7 @@ class FeatureExtractorCLIPLocal(FeatureExtractorCLIP):
 
 
 for _name, _cls in ((DIGITS_CNN, FeatureExtractorDigitsCNN), (MNIST_CNN, FeatureExtractorMnistCNN),
+                    (MNIST_LENET, FeatureExtractorMnistLeNet),
                     (DINOV2, FeatureExtractorDinoV2Local),
                     (CLIP, FeatureExtractorCLIPLocal)):
     if _name not in FEATURE_EXTRACTORS_REGISTRY:  # re-import (reload, spawn) must not register twice
@@ -246,8 +287,8 @@ def weights_file(name: str, weights_path: str = "") -> str:
         MissingWeightsError: that file is not on disk (the message says what to get and where to put it).
         ValueError: unknown extractor name.
     """
-    if name in (DIGITS_CNN, MNIST_CNN):
-        path = weights_path or (DIGITS_WEIGHTS if name == DIGITS_CNN else MNIST_WEIGHTS)
+    if name in SHIPPED:
+        path = weights_path or SHIPPED[name]
         if not os.path.isfile(path):
             raise MissingWeightsError(f"{name} weights not found at {path} ({WEIGHTS_KEY})")
         return path

@@ -130,44 +130,77 @@ class FeatureSet:
         return len(self.features if self.features is not None else self.logits)
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """What one extractor keeps of each batch: FID's sums, feature rows (KID, PRC), logit rows (IS)."""
+
+    extractor: FeatureExtractorBase
+    stats: bool
+    features: bool
+    logits: bool
+
+
 @torch.no_grad()
 def _extract(batches: Iterable[torch.Tensor], extractor: FeatureExtractorBase, count: int, stats: bool,
              features: bool, logits: bool, progress: str = "") -> FeatureSet:
     """This rank's part: the first ``count`` images of ``batches`` ([-1, 1], [B, C, H, W]), through the
     extractor once; FID's sums in float64, and the feature / logit rows in float32 when asked. ``progress``: a
     progress bar with that label on rank 0 (none when empty, or when stderr is not a terminal)."""
+    return _extract_many(batches, [_Wanted(extractor, stats, features, logits)], count, progress)[0]
+
+
+@torch.no_grad()
+def _extract_many(batches: Iterable[torch.Tensor], wanted: Sequence[_Wanted], count: int,
+                  progress: str = "") -> list[FeatureSet]:
+    """:func:`_extract` for several extractors in one pass: each batch is made once and goes through each."""
     from tqdm import tqdm
 
     bar = tqdm(total=count, desc=progress, unit="img", disable=None if progress and rank_and_world()[0] == 0 else True,
                leave=False)
-    name, dims = extractor.get_name(), layer_dims(extractor)
-    feats_layer, logits_layer_ = feature_layer(name), logits_layer(name)
-    device = next(extractor.parameters()).device
-    sums = FeatureStats.empty(dims[feats_layer], device) if stats else None
-    kept_features, kept_logits = [], []
+    parts = [_Part(w) for w in wanted]
     seen, it = 0, iter(batches)
     while seen < count:
         images = next(it, None)
         if images is None:
             raise ValueError(f"image source ran out after {seen} of {count} images")
-        out = extract_layers(extractor, images[: count - seen])
-        f = out[feats_layer]  # [B, d]
-        seen += len(f)
-        bar.update(len(f))
-        if sums is not None:
-            sums.add(f)
-        if features:
-            kept_features.append(f.cpu())
-        if logits:
-            kept_logits.append(out[logits_layer_].cpu())  # [B, C]
-
+        images = images[: count - seen]
+        for part in parts:
+            part.add(images)
+        seen += len(images)
+        bar.update(len(images))
     bar.close()
+    return [part.result() for part in parts]
 
-    def rows(kept: list[torch.Tensor], layer: str) -> torch.Tensor:  # [n, k]; a rank with no images has 0 rows
-        return torch.cat(kept) if kept else torch.zeros(0, dims[layer])
 
-    return FeatureSet(sums, rows(kept_features, feats_layer) if features else None,
-                      rows(kept_logits, logits_layer_) if logits else None)
+class _Part:
+    """One extractor's running share of :func:`_extract_many`."""
+
+    def __init__(self, wanted: _Wanted):
+        self.wanted = wanted
+        name, self.dims = wanted.extractor.get_name(), layer_dims(wanted.extractor)
+        self.feats_layer, self.logits_layer = feature_layer(name), logits_layer(name)
+        device = next(wanted.extractor.parameters()).device
+        self.sums = FeatureStats.empty(self.dims[self.feats_layer], device) if wanted.stats else None
+        self.kept_features: list[torch.Tensor] = []
+        self.kept_logits: list[torch.Tensor] = []
+
+    def add(self, images: torch.Tensor) -> None:
+        out = extract_layers(self.wanted.extractor, images)
+        f = out[self.feats_layer]  # [B, d]
+        if self.sums is not None:
+            self.sums.add(f)
+        if self.wanted.features:
+            self.kept_features.append(f.cpu())
+        if self.wanted.logits:
+            self.kept_logits.append(out[self.logits_layer].cpu())  # [B, C]
+
+    def rows(self, kept: list[torch.Tensor], layer: str) -> torch.Tensor:  # [n, k]; a rank without images: 0 rows
+        return torch.cat(kept) if kept else torch.zeros(0, self.dims[layer])
+
+    def result(self) -> FeatureSet:
+        w = self.wanted
+        return FeatureSet(self.sums, self.rows(self.kept_features, self.feats_layer) if w.features else None,
+                          self.rows(self.kept_logits, self.logits_layer) if w.logits else None)
 
 
 def _across_ranks(local: FeatureSet) -> FeatureSet:
@@ -198,6 +231,15 @@ def score(fake: FeatureSet, real: FeatureSet, options: MetricOptions) -> dict[st
     return {key: float(out[_THEIR_KEYS.get(key, key)]) for key in options.keys}
 
 
+@dataclass(frozen=True)
+class FeatureSpace:
+    """One extractor, its reference set, and the metrics scored in its features."""
+
+    extractor: FeatureExtractorBase
+    reference: FeatureSet
+    options: MetricOptions
+
+
 def compute_metrics(
     generate: Callable[[int], torch.Tensor],
     num_samples: int,
@@ -214,23 +256,41 @@ def compute_metrics(
     of at most ``batch_size``; ``device`` is where images are moved for extraction (default: the extractor's).
     Returns {key: value} (see :data:`KEYS`), the same on every rank.
     """
+    return compute_metrics_in(generate, num_samples, [FeatureSpace(extractor, reference, options)], batch_size,
+                              device, progress)[0]
+
+
+def compute_metrics_in(
+    generate: Callable[[int], torch.Tensor],
+    num_samples: int,
+    spaces: Sequence[FeatureSpace],
+    batch_size: int,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> list[dict[str, float]]:
+    """:func:`compute_metrics` in several feature spaces from the same generated images (made once): one dict
+    per space, in order, the same on every rank."""
     rank, world = rank_and_world()
     share = shard_sizes(num_samples, world, batch_size)[rank]
     sizes = [min(batch_size, share - i) for i in range(0, share, batch_size)]
-    dev = device if device is not None else next(extractor.parameters()).device
-    local = _extract((generate(n).to(dev) for n in sizes), extractor, share, stats="fid" in options.metrics,
-                     features=options.needs_features, logits="isc" in options.metrics,
-                     progress="generated images" if progress else "")
-    fake = _across_ranks(local)
-    values = None
-    if rank == 0:
-        size = options.subset_size(num_samples, reference.count)
-        if "kid" in options.metrics and size < options.kid_subset_size:
-            logger.warning("KID subsets of %d samples, not %d: there are only %d generated and %d real", size,
-                           options.kid_subset_size, num_samples, reference.count)
-        scores = score(fake, reference, options)  # the eigendecomposition, kernels, k-NN: once, on rank 0
-        values = [scores[k] for k in options.keys]
-    return dict(zip(options.keys, broadcast_floats(values, len(options.keys))))
+    dev = device if device is not None else next(spaces[0].extractor.parameters()).device
+    wanted = [_Wanted(sp.extractor, stats="fid" in sp.options.metrics, features=sp.options.needs_features,
+                      logits="isc" in sp.options.metrics) for sp in spaces]
+    local = _extract_many((generate(n).to(dev) for n in sizes), wanted, share,
+                          progress="generated images" if progress else "")
+    results = []
+    for space, mine in zip(spaces, local):
+        fake, options = _across_ranks(mine), space.options
+        values = None
+        if rank == 0:
+            size = options.subset_size(num_samples, space.reference.count)
+            if "kid" in options.metrics and size < options.kid_subset_size:
+                logger.warning("KID subsets of %d samples, not %d: there are only %d generated and %d real", size,
+                               options.kid_subset_size, num_samples, space.reference.count)
+            scores = score(fake, space.reference, options)  # eigendecomposition, kernels, k-NN: once, on rank 0
+            values = [scores[k] for k in options.keys]
+        results.append(dict(zip(options.keys, broadcast_floats(values, len(options.keys)))))
+    return results
 
 
 def _cache_hit(cache_path: str | None, meta: dict, with_features: bool) -> FeatureSet | None:

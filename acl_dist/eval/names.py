@@ -9,12 +9,13 @@ from __future__ import annotations
 
 DIGITS_CNN = "digits-cnn"
 MNIST_CNN = "mnist-cnn"
+MNIST_LENET = "mnist-lenet"  # MNIST-5k's second feature space: another architecture and seed than mnist-cnn's
 INCEPTION = "inception-v3-compat"
 DINOV2 = "fd-dinov2"
 CLIP = "clip"
-EXTRACTORS = (DIGITS_CNN, MNIST_CNN, INCEPTION, DINOV2, CLIP)  # eval.feature_extractor
+EXTRACTORS = (DIGITS_CNN, MNIST_CNN, MNIST_LENET, INCEPTION, DINOV2, CLIP)  # eval.feature_extractor
 METRICS = ("fid", "kid", "isc", "prc")  # the names `eval.metrics` and `--metrics` take
-WITH_CLASS_LOGITS = (DIGITS_CNN, MNIST_CNN, INCEPTION)  # the extractors the Inception Score can use
+WITH_CLASS_LOGITS = (DIGITS_CNN, MNIST_CNN, MNIST_LENET, INCEPTION)  # the extractors the Inception Score can use
 
 
 def metric_problem(metric: str, extractor: str) -> str | None:

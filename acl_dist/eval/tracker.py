@@ -28,11 +28,19 @@ import torch
 from acl_dist.distributed import broadcast_float, rank_and_world
 from acl_dist.eval.extractors import build_extractor
 from acl_dist.eval.fid import stats_cache_path
-from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, extractor_layers, reference_set
+from acl_dist.eval.metrics import (
+    FeatureSet,
+    FeatureSpace,
+    MetricOptions,
+    compute_metrics_in,
+    extractor_layers,
+    reference_set,
+)
 from acl_dist.pictures import plot_metrics
 
 logger = logging.getLogger(__name__)
 CSV_NAME, PNG_NAME = "eval.csv", "eval.png"
+SECOND = "second_"  # the prefix of the values measured in eval.second_extractor's features: second_fid, ...
 OLD_CSV_NAME = "fid.csv"  # runs from before eval.csv: columns step, fid, seconds
 
 
@@ -42,6 +50,7 @@ class EvalFields(Protocol):
     num_samples: int
     feature_extractor: str
     feature_extractor_weights_path: str
+    second_extractor: str
     batch_size: int
     metrics: list[str]
     kid_subsets: int
@@ -116,6 +125,16 @@ class EvalTracker:
             else None
         )
         self.dataset_key = dataset_key
+        self.second = None  # (extractor, options, cache path) of eval.second_extractor's feature space
+        second = getattr(cfg, "second_extractor", "")
+        if second:
+            options = MetricOptions(tuple(m for m in self.options.metrics if m in ("fid", "kid")),
+                                    self.options.kid_subsets, self.options.kid_subset_size)
+            cache = (stats_cache_path(cache_dir, dataset_key, second, self.real_count) if cache_dir and dataset_key
+                     else None)
+            self.second = (build_extractor(second, "", self.device, extractor_layers(second, options.metrics)),
+                           options, cache)
+        self._second_real: FeatureSet | None = None
         self.csv_path = os.path.join(run_dir, CSV_NAME)
         self.png_path = os.path.join(run_dir, PNG_NAME)
         self.rows: list[dict] = read_history(run_dir) if self.is_main else []
@@ -150,6 +169,18 @@ class EvalTracker:
                                        self.cache_path, self.dataset_key, self.cfg.batch_size, self.progress)
         return self._real
 
+    def _spaces(self) -> list[FeatureSpace]:
+        """The feature spaces scored at each evaluation: the extractor's, then eval.second_extractor's."""
+        spaces = [FeatureSpace(self.extractor, self.reference(), self.options)]
+        if self.second is not None:
+            extractor, options, cache = self.second
+            if self._second_real is None:
+                self._second_real = reference_set(_Lazy(self.real_batches), extractor, self.real_count,
+                                                  options.needs_features, cache, self.dataset_key,
+                                                  self.cfg.batch_size, self.progress)
+            spaces.append(FeatureSpace(extractor, self._second_real, options))
+        return spaces
+
     def evaluate(self, step: int, generate: Callable[[int], torch.Tensor]) -> dict[str, float]:
         """Every metric of the generator at ``step`` ({"fid": ..., "kid_mean": ...}); every rank must call it and
         gets the same values.
@@ -158,8 +189,9 @@ class EvalTracker:
         under no_grad, and putting the nets in eval mode (or using the EMA copy) is the caller's business.
         """
         start = time.time()
-        values = compute_metrics(generate, self.cfg.num_samples, self.reference(), self.extractor, self.options,
-                                 self.cfg.batch_size, self.device, self.progress)
+        first, *more = compute_metrics_in(generate, self.cfg.num_samples, self._spaces(), self.cfg.batch_size,
+                                          self.device, self.progress)
+        values = {**first, **{SECOND + k: v for other in more for k, v in other.items()}}
         seconds = time.time() - start
         self.is_best = False
         if "fid" in values:
@@ -170,8 +202,9 @@ class EvalTracker:
         if self.is_main:
             self._record(step, values, seconds)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-        logger.info("step %d: %s (%s, %d samples, %.1f s)%s", step, shown, self.cfg.feature_extractor,
-                    self.cfg.num_samples, seconds, " best FID" if self.is_best else "")
+        spaces = self.cfg.feature_extractor + (f"; {SECOND}*: {self.cfg.second_extractor}" if self.second else "")
+        logger.info("step %d: %s (%s, %d samples, %.1f s)%s", step, shown, spaces, self.cfg.num_samples, seconds,
+                    " best FID" if self.is_best else "")
         return values
 
     def _record(self, step: int, values: dict[str, float], seconds: float) -> None:

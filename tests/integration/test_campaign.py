@@ -57,5 +57,9 @@ def test_an_interrupted_campaign_continues_from_its_records_on_a_fresh_directory
     assert len(re.findall(verdict, text, re.M)) >= 1, text
     assert re.search(r"^\| FD \| gan/selected \| [0-9.]+ ± [0-9.]+ \|", text, re.M)
     assert re.search(r"^\| KID \| gan/selected \|", text, re.M)
+    assert re.search(r"^\| FD in mnist-lenet \| gan/selected \| [0-9.]+ ± [0-9.]+ \|", text, re.M)  # the second space
+    confirmation = [r for r in done if r["label"].endswith(("/selected", "/alg1"))]
+    assert all("second_fid" in r["curve"][-1] for r in confirmation)  # evaluated in both feature spaces
+    assert not any("second_fid" in r["curve"][-1] for r in done if r not in confirmation)  # only they need it
     assert "FD floor" in text and "Still missing" not in text
     assert (out / "campaign_budget.png").is_file() and (out / "campaign_samples.png").is_file()

@@ -77,6 +77,9 @@ def _shard_free(path):
     (["eval.metrics=[]"], "eval.metrics", "empty"),
     (["eval.feature_extractor=clip", "eval.metrics=[fid, isc]"], "eval.metrics[1]", "class logits"),
     (["eval.feature_extractor=dino"], "eval.feature_extractor", "not one of"),
+    (["eval.second_extractor=lenet"], "eval.second_extractor", "not one of"),
+    (["eval.second_extractor=digits-cnn"], "eval.second_extractor", "another extractor"),
+    (["eval.second_extractor=mnist-lenet", "eval.metrics=[isc]"], "eval.second_extractor", "asks for neither"),
     (["eval.kid_subset_size=0"], "eval.kid_subset_size", "positive"),
 ])
 def test_bad_recipes_name_the_key_path(overrides, path, words):

@@ -81,3 +81,18 @@ def test_mnist_cnn_was_trained_on_the_train_split_and_states_its_held_out_accura
     logits = torch.cat([extract_layers(ex, part)["logits"] for part in x.split(250)])
     accuracy = (logits.argmax(1) == y).double().mean().item()
     assert accuracy == pytest.approx(meta["test_accuracy"], abs=1 / 1000)  # one digit's worth of rounding
+
+
+def test_the_second_feature_space_is_another_architecture_and_seed_on_the_same_training_digits():
+    """mnist-lenet, the campaign's second feature space: trained like mnist-cnn on the 4,000 training digits only,
+    but another net (5x5 convolutions, batch norm, max pooling, 128-d features) from another seed."""
+    first = build_extractor("mnist-cnn", layers=["64", "logits"])
+    second = build_extractor("mnist-lenet", layers=["128", "logits"])
+    meta = second.meta
+    assert meta["architecture"] == "MnistLeNet" and meta["feature_dim"] == 128 and meta["train_samples"] == 4000
+    assert meta["seed"] != first.meta["seed"] and meta["test_accuracy"] > 0.95
+    assert type(second.net) is not type(first.net)
+    x, y = mnist5k.mnist5k_tensors(32, 1, "heldout")
+    out = extract_layers(second, x[:500])
+    assert out["128"].shape == (500, 128)
+    assert (out["logits"].argmax(1) == y[:500]).double().mean().item() > 0.95

@@ -115,3 +115,29 @@ def test_an_older_runs_fid_csv_is_read_back_and_continued_in_eval_csv(tmp_path):
     assert [(r["step"], r["fid"], r["kid_mean"]) for r in table] == [
         ("100", "50.5", ""), ("200", "40.25", ""), ("300", repr(new["fid"]), repr(new["kid_mean"]))]
     assert read_history(str(run_dir))[0] == {"step": 100.0, "fid": 50.5, "seconds": 1.0}
+
+
+def test_a_second_extractor_scores_the_same_samples_in_its_own_features(tmp_path):
+    """eval.second_extractor: each batch is generated once and goes through both extractors; the first space's
+    values are those of a tracker without a second one, the second's those of a tracker of that extractor alone
+    (bit for bit: the same images, the same arithmetic), logged with the prefix second_."""
+    def tracker(run: str, **kw) -> EvalTracker:
+        cfg = EvalConfig(every=1, num_samples=100, batch_size=25, metrics=["fid", "kid"], kid_subsets=5,
+                         kid_subset_size=50, **kw)
+        return EvalTracker(cfg, str(tmp_path / run), "cpu", lambda: digits(100).split(40))
+
+    calls = []
+    made = generator(0.3)
+
+    def counted(n: int) -> torch.Tensor:
+        calls.append(n)
+        return made(n)
+
+    both = tracker("both", feature_extractor="digits-cnn", second_extractor="mnist-lenet").evaluate(1, counted)
+    assert calls == [25] * 4  # one pass over the samples, not one per extractor
+    first = tracker("first", feature_extractor="digits-cnn").evaluate(1, generator(0.3))
+    second = tracker("second", feature_extractor="mnist-lenet").evaluate(1, generator(0.3))
+    assert both == {**first, **{f"second_{k}": v for k, v in second.items()}}
+    assert both["second_fid"] != both["fid"]  # another feature space measures another distance
+    with open(tmp_path / "both" / "eval.csv", newline="") as f:
+        assert {"fid", "kid_mean", "second_fid", "second_kid_mean"} <= set(next(csv.DictReader(f)))
