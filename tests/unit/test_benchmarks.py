@@ -107,3 +107,29 @@ def test_plain_r3gan_loop_computes_the_methods_critic_loss(train_step, tmp_path)
         theirs = plain.d_loss(d, real, fake, recipe.method.gamma)
     assert ours.dtype == train_step.torch.float64
     assert abs(ours.item() - theirs.item()) <= FLOAT64_METRIC_RTOL * abs(theirs.item())
+
+
+def test_the_campaign_speed_profile_puts_each_convolution_under_its_cause() -> None:
+    """benchmarks/campaign_speed.py splits a step's self time into dense, grouped and depthwise convolutions
+    (R3GAN's FIR resampling), forward and backward: a net of one conv of each kind, profiled, lands in each."""
+    import torch
+
+    speed = load_benchmark("campaign_speed")
+    net = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1),  # dense
+                              torch.nn.Conv2d(32, 32, 3, padding=1, groups=2),  # grouped: 16 channels per group
+                              torch.nn.Conv2d(32, 32, 4, stride=2, padding=1, groups=32))  # depthwise
+    x = torch.randn(4, 32, 16, 16)
+
+    def step() -> None:
+        net(x).square().mean().backward()
+
+    shares = speed.profile_causes(step, 2)
+    for kind in ("dense", "grouped", "depthwise"):
+        for way in ("fwd", "bwd"):
+            assert shares.get(f"conv {kind} {way}", 0) > 0, (kind, way, shares)
+    assert abs(sum(shares.values()) - 1) < 1e-9 and set(shares) <= set(speed.CAUSES)
+    # a transposed convolution's weight is [in, out, k, k]: halving the channels is no grouping
+    up = torch.nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+    shares = speed.profile_causes(lambda: up(torch.randn(4, 64, 8, 8)).square().mean().backward(), 2)
+    assert shares.get("conv dense fwd", 0) > 0 and shares.get("conv dense bwd", 0) > 0, shares
+    assert not any(k.startswith(("conv grouped", "conv depthwise")) for k in shares), shares
