@@ -44,6 +44,9 @@ def cuda_graph_conflict(recipe: Recipe) -> str | None:
         return "train.compile is on (train.compile and train.cuda_graphs are alternatives; pick one)"
     if recipe.launch.deepspeed:
         return "DeepSpeed engines step on the host; drop launch.deepspeed or train.cuda_graphs"
+    if recipe.data.ada_target:
+        return ("ADA (data.ada_target) moves its probability between steps from sums read across processes; a "
+                "captured step is not tested with it: schedule the probability (data.augment_p) instead")
     if recipe.optim.lr_decay_to != 1 or recipe.optim.beta2_final is not None:
         return ("optimizer schedules (optim.lr_decay_to, optim.beta2_final) change Adam's settings every step, "
                 "which a captured step keeps at their first values; the losses' own schedules (R3GAN's gamma) "

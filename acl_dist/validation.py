@@ -128,6 +128,10 @@ def _check_data(recipe: Recipe) -> None:
                           f"{', '.join(vector)}; {name} is image-only")
     if method.needs_labels and not source.labelled:
         raise ConfigError("data.source", f"{name} needs class labels; {d.source} data has none")
+    if d.ada_target and not method.ada_feedback:
+        shown = [n for n in method_names() if method_class(n).ada_feedback]
+        raise ConfigError("data.ada_target", f"ADA adapts to the critic's scores of real images, which {name}'s loss "
+                          f"does not report ({', '.join(shown)} do); schedule the probability with data.augment_p")
 
 
 def check_metrics(metrics: list[str], extractor: str) -> None:

@@ -76,6 +76,7 @@ class Method(nn.Module):
     net_names: tuple[str, ...] = ()  # every net __init__ builds (validation checks per-net recipe keys on it)
     needs_labels = False  # the data stream must deliver labels
     images_only = False  # no nets for vector data (the 2-D toys)
+    ada_feedback = False  # its critic loss shows the augmentation pipe its real scores (ADA can adapt to them)
     sampling_nets: tuple[str, ...] = ()  # nets used by generate(), tracked by the EMA
     encode_nets: tuple[str, ...] = ()  # nets used by encode(); empty when the method has no encoder
 

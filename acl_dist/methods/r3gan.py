@@ -87,11 +87,13 @@ class RelativisticAdversary:
             real_scores, fake_scores, penalty = critic_scores_and_penalty(
                 d, real, fake, kind="r1r2", impl=self.cfg.gp_impl, grad_scale=ctx.grad_scale, augment=self.augment,
                 through_augment=self.cfg.gp_through_augment)
+            self.augment.observe(real_scores)  # ADA's feedback (a no-op for other pipes)
             loss = losses.discriminator_relativistic(real_scores, fake_scores)
             out = metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean(), gp=penalty)
             return loss + self.cfg.gamma_at(ctx.progress) / 2 * ctx.penalty_gain * penalty, out
         fake, real = augmented(self.augment, fake, real)
         real_scores, fake_scores = d(real).reshape(-1), d(fake).reshape(-1)  # [B], [B]
+        self.augment.observe(real_scores)
         loss = losses.discriminator_relativistic(real_scores, fake_scores)
         return loss, metrics(d_loss=loss, d_real=real_scores.mean(), d_fake=fake_scores.mean())
 
@@ -106,6 +108,7 @@ class RelativisticAdversary:
 class R3GAN(GAN):
     Options = R3GANOptions
     images_only = True  # R3GAN is its image nets and their penalties
+    ada_feedback = True  # RelativisticAdversary.d_loss observes the real scores
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:
@@ -134,6 +137,7 @@ class ACLR3GANOptions(R3GANOptions, ACLAttachmentOptions):
 class ACLR3GAN(ACLGAN):
     Options = ACLR3GANOptions
     images_only = True
+    ada_feedback = True
 
     @classmethod
     def penalty_keys(cls, cfg) -> list[str]:

@@ -20,7 +20,7 @@ from acl_dist.errors import CheckpointError
 from acl_dist.eval.recalibration import recalibrate_sampling_nets
 from acl_dist.methods.base import Method
 from acl_dist.methods.registry import build_method
-from acl_dist.ops.augment_pipe import build_augment_pipe
+from acl_dist.ops.augment_pipe import pipe_of
 from acl_dist.training.checkpoint import load_state, resolve_checkpoint
 
 
@@ -79,7 +79,7 @@ def load_run(path: str, device: torch.device | str = "cpu", ema: bool = True) ->
     recipe = recipe_from_dict(state["recipe"], strict=False)  # as trained; not re-validated (data may move)
     device = torch.device(device)
     data_dim = source_class(recipe.data.source).data_dim
-    method = build_method(recipe.method, recipe.model, data_dim, build_augment_pipe(recipe.data.augment)).to(device)
+    method = build_method(recipe.method, recipe.model, data_dim, pipe_of(recipe.data)).to(device)
     try:
         method.nets.load_state_dict(state["nets"])
     except RuntimeError as err:  # the recipe stored beside the nets does not describe them: damaged

@@ -14,7 +14,7 @@ from acl_dist import distributed, rules
 from acl_dist.config import Recipe
 from acl_dist.errors import TrainingError
 from acl_dist.methods.registry import build_method
-from acl_dist.ops.augment_pipe import build_augment_pipe
+from acl_dist.ops.augment_pipe import pipe_of
 from acl_dist.training.eval_noise import evaluation_noise
 from acl_dist.training.update import DeepSpeedUpdates, OptimizerUpdates, Updates
 
@@ -43,7 +43,7 @@ class RunAssembly:
     def _build_method(self):
         torch.manual_seed(self.recipe.run.seed)  # identical initial weights on every rank
         r = self.recipe
-        self.augment = build_augment_pipe(r.data.augment).to(self.device)  # built once, handed to the losses
+        self.augment = pipe_of(r.data).to(self.device)  # built once, handed to the losses
         method = build_method(r.method, r.model, self.source.data_dim, self.augment).to(self.device)
         self.net_shapes = {k: tuple(v.shape) for k, v in method.nets.state_dict().items()}  # before any ZeRO-3
         if self.channels_last:

@@ -11,6 +11,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from acl_dist import distributed
 from acl_dist.errors import TrainingError
 from acl_dist.methods.base import Phase, StepContext
 from acl_dist.schedules import ema_decay, horizon_fraction
@@ -28,6 +29,7 @@ class StepRunner:
             self.graphed(batches, sums)
         else:
             self.run_step(batches, sums)
+        self.augment.end_step(self.images_per_step(), distributed.sum_across_ranks)  # ADA adjusts its p here
 
     def run_step(self, batches: Iterator[dict[str, Tensor]], sums: dict[str, Tensor]) -> None:
         """Every phase due at this step, in order; repeats after the first draw fresh batches."""

@@ -86,6 +86,7 @@ class Trainer(RunAssembly, RunState, StepRunner, RunReporting):
         # step / train.steps on the device for the losses' schedules (StepContext.progress), set in place before
         # each step so a CUDA graph replays it
         self._progress = torch.zeros((), device=self.device, dtype=self.dtype)
+        self.augment.bind_progress(self._progress)  # a scheduled augmentation probability follows it
         self._base_hparams = {name: [(g["lr"], tuple(g["betas"])) for g in opt.param_groups]
                               for name, opt in self.updates.optimizers.items()}
         self._skipped_logged = 0  # skipped updates already reported in the log

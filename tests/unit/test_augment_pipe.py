@@ -63,11 +63,11 @@ def test_one_pipe_reaches_every_critic_and_its_state_resumes(method, tmp_path, m
 
     pipes: list[CountingPipe] = []
 
-    def build(policies):
+    def build(data):
         pipes.append(CountingPipe())
         return pipes[-1]
 
-    monkeypatch.setattr(assembly_module, "build_augment_pipe", build)
+    monkeypatch.setattr(assembly_module, "pipe_of", build)
 
     def run(name: str, steps: int) -> Trainer:
         extra = ["model.arch=r3gan", "model.resolution=8"] if method == "r3gan" else []

@@ -32,6 +32,9 @@ class ToyOptions(DataOptions):
         super().check()
         if self.augment:
             raise ConfigError("data.augment", "DiffAugment transforms images; toy data are 2-D points")
+        if self.augment_ops:
+            raise ConfigError("data.augment_ops", "stylegan2-ada's operations transform images; toy data are 2-D "
+                              "points")
         for key in ("toy_modes", "toy_samples"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"data.{key}", f"must be positive, got {getattr(self, key)}")

@@ -1,0 +1,202 @@
+"""stylegan2-ada's augmentation operations (Karras et al. 2020), differentiable, each applied to each image with
+probability ``p`` — the pipe R3GAN trains with (ops/augment_pipe.py schedules or adapts ``p``).
+
+Why our own and not kornia's: the published pipe composes every geometric operation into one 3x3 matrix per
+image and resamples once, and every colour operation into one 4x4 matrix, with its own distributions (log-normal
+scale, anisotropy and contrast, hue as a rotation about the luma axis, luma flip as a reflection across it);
+kornia's per-op augmentations resample once per operation and draw from other distributions, and reproducing
+the composition from them would cost more code than the matrices. The operations, on images in [-1, 1]
+[B, C, H, W], in the published order and with its default strengths:
+
+| op | what | draw |
+| --- | --- | --- |
+| ``xflip`` | mirror left-right | 0 or 1 |
+| ``rotate90`` | rotate by k x 90 degrees | k in {0, 1, 2, 3} |
+| ``xint`` | integer translation | uniform in ±0.125 of the size, rounded to pixels |
+| ``scale`` | isotropic scaling | log2-normal, std 0.2 |
+| ``rotate`` | arbitrary rotation (before and after ``aniso``, each with p_rot = 1 - sqrt(1 - p)) | uniform ±180 deg |
+| ``aniso`` | anisotropic scaling | log2-normal, std 0.2, x and 1/x |
+| ``xfrac`` | fractional translation | normal, std 0.125 of the size |
+| ``brightness`` | add | normal, std 0.2 |
+| ``contrast`` | multiply about 0 | log2-normal, std 0.5 |
+| ``lumaflip`` | reflect across the luma axis | 0 or 1 |
+| ``hue`` | rotate about the luma axis | uniform ±180 deg |
+| ``saturation`` | scale off the luma axis | log2-normal, std 1 |
+| ``cutout`` | zero a square of half the size | centre uniform |
+
+One departure, said here and in docs/results/r3gan.md: the geometric resampling is bilinear with reflection
+padding (``grid_sample``), where the published pipe pads by reflection and resamples through a 2x supersampled
+symmetric wavelet filter to suppress aliasing. Grey images take the colour matrix's mean over RGB, as the
+published pipe does for one channel. Random numbers come from torch's generator on the images' device, so a
+step stays graph-capturable and a resumed run continues the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
+COLOR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+OPS = GEOMETRIC + COLOR + ("cutout",)
+XINT_MAX, SCALE_STD, ROTATE_MAX, ANISO_STD, XFRAC_STD = 0.125, 0.2, 1.0, 0.2, 0.125
+BRIGHTNESS_STD, CONTRAST_STD, HUE_MAX, SATURATION_STD, CUTOUT_SIZE = 0.2, 0.5, 1.0, 1.0, 0.5
+LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)  # the luma axis of the colour matrices
+
+
+def _gate(b: int, p: Tensor, device: torch.device) -> Tensor:
+    """[B] booleans: which images an op with probability ``p`` applies to."""
+    return torch.rand(b, device=device) < p
+
+
+def _where(apply: Tensor, value: Tensor, identity: float) -> Tensor:
+    return torch.where(apply, value, torch.full_like(value, identity))
+
+
+def _translate(tx: Tensor, ty: Tensor) -> Tensor:
+    m = torch.eye(3, device=tx.device).repeat(len(tx), 1, 1)
+    m[:, 0, 2], m[:, 1, 2] = tx, ty
+    return m
+
+
+def _scale(sx: Tensor, sy: Tensor) -> Tensor:
+    m = torch.eye(3, device=sx.device).repeat(len(sx), 1, 1)
+    m[:, 0, 0], m[:, 1, 1] = sx, sy
+    return m
+
+
+def _rotate(theta: Tensor) -> Tensor:
+    m = torch.eye(3, device=theta.device).repeat(len(theta), 1, 1)
+    c, s = torch.cos(theta), torch.sin(theta)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+    return m
+
+
+def geometric_matrix(ops: Sequence[str], b: int, p: Tensor, device: torch.device, size: tuple[int, int]) -> Tensor:
+    """[B, 3, 3]: the inverse geometric transform of each image (output pixel -> input pixel), in coordinates
+    where the image spans [-1, 1] (one pixel is 2 / size), composed as the published pipe composes it."""
+    g = torch.eye(3, device=device).repeat(b, 1, 1)
+    if "xflip" in ops:
+        flip = torch.randint(2, (b,), device=device) * _gate(b, p, device)
+        g = g @ _scale(1 - 2.0 * flip, torch.ones(b, device=device))
+    if "rotate90" in ops:
+        k = torch.randint(4, (b,), device=device) * _gate(b, p, device)
+        g = g @ _rotate(-math.pi / 2 * k)
+    if "xint" in ops:
+        pixels = torch.tensor([size[1], size[0]], device=device)  # (width, height)
+        t = torch.round((torch.rand(b, 2, device=device) * 2 - 1) * XINT_MAX * pixels) * 2 / pixels  # whole pixels
+        t = _where(_gate(b, p, device)[:, None], t, 0.0)
+        g = g @ _translate(t[:, 0], t[:, 1])
+    if "scale" in ops:
+        s = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * SCALE_STD), 1.0)
+        g = g @ _scale(s, s)
+    p_rot = 1 - torch.sqrt((1 - p).clamp(min=0))
+    if "rotate" in ops:
+        theta = _where(_gate(b, p_rot, device), (torch.rand(b, device=device) * 2 - 1) * math.pi * ROTATE_MAX, 0.0)
+        g = g @ _rotate(-theta)
+    if "aniso" in ops:
+        s = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * ANISO_STD), 1.0)
+        g = g @ _scale(s, 1 / s)
+    if "rotate" in ops:
+        theta = _where(_gate(b, p_rot, device), (torch.rand(b, device=device) * 2 - 1) * math.pi * ROTATE_MAX, 0.0)
+        g = g @ _rotate(-theta)
+    if "xfrac" in ops:
+        t = _where(_gate(b, p, device)[:, None], torch.randn(b, 2, device=device) * XFRAC_STD * 2, 0.0)
+        g = g @ _translate(t[:, 0], t[:, 1])
+    return g
+
+
+def color_matrix(ops: Sequence[str], b: int, p: Tensor, device: torch.device) -> Tensor:
+    """[B, 4, 4]: each image's colour transform in homogeneous RGB, composed as the published pipe does."""
+    c = torch.eye(4, device=device).repeat(b, 1, 1)
+    v = LUMA.to(device)
+    if "brightness" in ops:
+        add = _where(_gate(b, p, device), torch.randn(b, device=device) * BRIGHTNESS_STD, 0.0)
+        c = _translate3(add) @ c
+    if "contrast" in ops:
+        mul = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * CONTRAST_STD), 1.0)
+        c = _scale3(mul) @ c
+    if "lumaflip" in ops:
+        flip = (torch.randint(2, (b,), device=device) * _gate(b, p, device)).float()
+        c = (torch.eye(4, device=device) - 2 * torch.outer(v, v) * flip[:, None, None]) @ c  # Householder
+    if "hue" in ops:
+        theta = _where(_gate(b, p, device), (torch.rand(b, device=device) * 2 - 1) * math.pi * HUE_MAX, 0.0)
+        c = _rotate_about(v, theta) @ c
+    if "saturation" in ops:
+        s = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * SATURATION_STD), 1.0)
+        vv = torch.outer(v, v)
+        c = (vv + (torch.eye(4, device=device) - vv) * s[:, None, None]) @ c
+    return c
+
+
+def _translate3(t: Tensor) -> Tensor:
+    m = torch.eye(4, device=t.device).repeat(len(t), 1, 1)
+    m[:, :3, 3] = t[:, None]
+    return m
+
+
+def _scale3(s: Tensor) -> Tensor:
+    m = torch.eye(4, device=s.device).repeat(len(s), 1, 1)
+    m[:, 0, 0] = m[:, 1, 1] = m[:, 2, 2] = s
+    return m
+
+
+def _rotate_about(axis: Tensor, theta: Tensor) -> Tensor:
+    """[B, 4, 4] rotations by ``theta`` about the unit vector ``axis`` (its first 3 of 4 entries; Rodrigues),
+    homogeneous. The cross-product matrix is built by indexing, so no value is read back to the host."""
+    a = axis[:3].to(theta.device)
+    zero = a.new_zeros(())
+    k = torch.stack([torch.stack([zero, -a[2], a[1]]), torch.stack([a[2], zero, -a[0]]),
+                     torch.stack([-a[1], a[0], zero])])  # [3, 3]: k @ v = a x v
+    c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    r = torch.eye(3, device=theta.device) * c + s * k + (1 - c) * torch.outer(a, a)
+    m = torch.eye(4, device=theta.device).repeat(len(theta), 1, 1)
+    m[:, :3, :3] = r
+    return m
+
+
+def augment_geometric(images: Tensor, g: Tensor) -> Tensor:
+    """Resample ``images`` [B, C, H, W] through the inverse transforms ``g`` [B, 3, 3] (bilinear, reflection)."""
+    grid = F.affine_grid(g[:, :2, :].to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def augment_color(images: Tensor, c: Tensor) -> Tensor:
+    """Apply the colour transforms ``c`` [B, 4, 4] to ``images`` [B, 1|3, H, W] in [-1, 1]."""
+    c = c.to(images.dtype)
+    b, ch, h, w = images.shape
+    if ch == 3:
+        flat = images.reshape(b, 3, h * w)
+        return (c[:, :3, :3] @ flat + c[:, :3, 3:]).reshape(b, 3, h, w)
+    grey = c[:, :3, :].mean(dim=1)  # [B, 4]: one channel takes the mean row, as the published pipe does
+    return images * grey[:, :3].sum(dim=1)[:, None, None, None] + grey[:, 3][:, None, None, None]
+
+
+def cutout(images: Tensor, p: Tensor) -> Tensor:
+    """A square of ``CUTOUT_SIZE`` of the image, at a uniform centre, set to 0, with probability ``p``."""
+    b, _, h, w = images.shape
+    apply = _gate(b, p, images.device)
+    centre = torch.rand(b, 2, device=images.device)
+    ys = (torch.arange(h, device=images.device) + 0.5) / h
+    xs = (torch.arange(w, device=images.device) + 0.5) / w
+    inside_y = (ys[None, :] - centre[:, :1]).abs() < CUTOUT_SIZE / 2  # [B, H]
+    inside_x = (xs[None, :] - centre[:, 1:]).abs() < CUTOUT_SIZE / 2  # [B, W]
+    cut = inside_y[:, :, None] & inside_x[:, None, :] & apply[:, None, None]  # [B, H, W]
+    return images * (~cut)[:, None].to(images.dtype)
+
+
+def augment(images: Tensor, ops: Sequence[str], p: Tensor) -> Tensor:
+    """``images`` [B, C, H, W] through ``ops`` (in the published order), each with probability ``p`` (a 0-d
+    tensor on the images' device), differentiably."""
+    b, device = images.shape[0], images.device
+    if any(o in GEOMETRIC for o in ops):
+        images = augment_geometric(images, geometric_matrix(ops, b, p, device, tuple(images.shape[-2:])))
+    if any(o in COLOR for o in ops):
+        images = augment_color(images, color_matrix(ops, b, p, device))
+    if "cutout" in ops:
+        images = cutout(images, p)
+    return images

@@ -1,0 +1,186 @@
+"""stylegan2-ada's augmentation pipe (ops/ada_ops.py, AdaAugmentPipe): every operation differentiable and the
+identity at p = 0, p as a probability per image, the schedule and ADA's rule, the penalty through it, state that
+resumes exactly, and the recipe's rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from acl_dist.config import ConfigError, load_recipe
+from acl_dist.ops import ada_ops
+from acl_dist.ops.augment_pipe import AdaAugmentPipe, pipe_of
+from acl_dist.ops.gradient_penalty import critic_scores_and_penalty
+from acl_dist.rules import cuda_graph_conflict
+from acl_dist.training.trainer import Trainer
+from tests.conftest import tiny_overrides
+from tests.unit.test_hot_path import host_reads_forbidden
+
+
+def images(b: int = 8, c: int = 3, size: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, c, size, size, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("op", ada_ops.OPS)
+def test_every_operation_is_differentiable_and_changes_images_at_p_1(op):
+    torch.manual_seed(0)
+    x = images().requires_grad_(True)
+    y = ada_ops.augment(x, [op], torch.tensor(1.0))
+    assert y.shape == x.shape and not torch.allclose(y, x)  # with 8 images at p = 1, some image changes
+    (y * torch.randn_like(y)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0  # the generator's gradient passes
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_operation_together_is_the_identity_at_p_0(channels):
+    """p = 0 draws no transform: identity matrices, sampled at the pixel centres. The bilinear resampling's
+    coordinates are exact up to float32 rounding of (2i + 1) / size - 1 and back (a few ulps of 16 px), so the
+    values match to 1e-5 of their range."""
+    x = images(c=channels)
+    y = ada_ops.augment(x, ada_ops.OPS, torch.tensor(0.0))
+    assert torch.allclose(y, x, atol=1e-5, rtol=0)
+
+
+def test_p_is_the_chance_that_an_operation_touches_an_image():
+    """brightness adds a normal draw to an image with probability p: over 4,000 images at p = 0.3 the share
+    touched is binomial, std sqrt(0.3 * 0.7 / 4000) = 0.0072; 5 std is 0.036."""
+    torch.manual_seed(1)
+    x = torch.zeros(4000, 1, 4, 4)
+    touched = (ada_ops.augment(x, ["brightness"], torch.tensor(0.3)) != 0).flatten(1).any(1).float().mean()
+    assert abs(touched.item() - 0.3) < 0.036
+
+
+def test_integer_translation_moves_whole_pixels():
+    """xint alone resamples at whole-pixel offsets: every output pixel is an input pixel (or its reflection)."""
+    torch.manual_seed(2)
+    x = torch.arange(16.0).repeat(16, 1)[None, None].repeat(8, 1, 1, 1) / 15 * 2 - 1  # a ramp along x
+    y = ada_ops.augment(x, ["xint"], torch.tensor(1.0))
+    inputs = set(x[0, 0, 0].tolist())
+    assert all(min(abs(v - u) for u in inputs) < 1e-5 for v in y.flatten().tolist())
+    assert not torch.equal(y, x)
+
+
+def test_the_geometric_matrix_of_a_rotation_by_90_degrees_is_one():
+    torch.manual_seed(3)
+    g = ada_ops.geometric_matrix(["rotate90"], 64, torch.tensor(1.0), torch.device("cpu"), (16, 16))
+    angles = torch.atan2(g[:, 1, 0], g[:, 0, 0]) / (math.pi / 2)
+    assert torch.allclose(angles, angles.round(), atol=1e-6) and len(set(angles.round().tolist())) > 1
+
+
+def test_the_scheduled_probability_follows_the_runs_progress():
+    pipe = AdaAugmentPipe(["xflip"], p_max=0.3)
+    progress = torch.tensor(0.0)
+    pipe.bind_progress(progress)
+    assert pipe.probability().item() == 0
+    progress.fill_(0.5)
+    assert pipe.probability().item() == pytest.approx(0.15)
+    progress.fill_(1.0)
+    assert pipe.probability().item() == pytest.approx(0.3)
+    pipe.end_step(64, lambda t: t)  # a schedule adapts nothing
+    assert pipe.p.item() == 0
+
+
+def test_ada_moves_p_by_the_sign_of_the_real_scores_against_the_target():
+    """Karras et al.: every ``interval`` steps p += sign(E[sign D(real)] - target) * images / (ada_kimg * 1000),
+    the sums taken over every process (here a stand-in reduce that doubles them, as two equal processes would)."""
+    pipe = AdaAugmentPipe(["xflip"], target=0.6, speed_images=10_000, interval=2)
+    step_images = 100
+    reduced = []
+
+    def reduce(t: torch.Tensor) -> torch.Tensor:
+        reduced.append(t.clone())
+        return 2 * t
+
+    for _ in range(2):  # E[sign] = 0.8 > 0.6: the critic is overconfident on reals, p rises
+        pipe.observe(torch.tensor([1.0, 1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]) * 3)
+        pipe.end_step(step_images, reduce)
+    assert len(reduced) == 1 and reduced[0].tolist() == [16.0, 20.0]
+    assert pipe.p.item() == pytest.approx(2 * step_images / 10_000)
+    for _ in range(4):  # E[sign] = -1 < 0.6: p falls, and stops at 0
+        pipe.observe(-torch.ones(10))
+        pipe.end_step(step_images, reduce)
+    assert pipe.p.item() == 0
+    assert pipe.probability() is pipe.p
+
+
+@pytest.mark.parametrize("impl", ["fused", "split"])
+def test_r1r2_through_the_pipe_is_the_same_on_every_path(impl):
+    """The penalty w.r.t. the un-augmented images, through stylegan2-ada's operations: every implementation
+    gives the reference's scores and penalty given the same random state (the same draws)."""
+    critic = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Softplus(), torch.nn.Flatten(),
+                                 torch.nn.Linear(4 * 16 * 16, 1))
+    pipe = AdaAugmentPipe(ada_ops.OPS, p_max=0.8)
+    real, fake = images(4, seed=1), images(4, seed=2)
+
+    def run(path: str):
+        torch.manual_seed(5)
+        return critic_scores_and_penalty(critic, real, fake, kind="r1r2", impl=path, augment=pipe,
+                                         through_augment=True)
+
+    ref, other = run("ref"), run(impl)
+    for a, b in zip(ref, other):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert ref[2] > 0
+
+
+def ada_overrides(out: str, name: str, steps: int) -> list[str]:
+    return tiny_overrides("r3gan", out, "model.arch=r3gan", "model.resolution=8", f"run.name={name}",
+                          f"train.steps={steps}", "train.ckpt_every=2", f"data.augment_ops=[{','.join(ada_ops.OPS)}]",
+                          "data.ada_target=0.6", "data.ada_interval=1", "data.ada_kimg=1")
+
+
+def test_ada_state_lives_in_the_checkpoint_and_a_resumed_run_is_bit_identical(tmp_path):
+    """Fresh runs start at p = 0.5 (set by hand: the tiny critic's real scores are negative, so from 0 ADA would
+    hold p at 0 and the test would not see it); the resumed run gets p, and the sums toward the next adjustment,
+    from the step-2 checkpoint only (interval 3: the checkpoint falls between two adjustments)."""
+    def run(name: str, steps: int, fresh: bool) -> Trainer:
+        trainer = Trainer(load_recipe(None, ada_overrides(str(tmp_path), name, steps) + ["data.ada_interval=3"]))
+        if fresh:
+            trainer.augment.p.fill_(0.5)
+        trainer.train()
+        return trainer
+
+    straight = run("straight", 4, fresh=True)
+    run("split", 2, fresh=True)
+    resumed = run("split", 4, fresh=False)  # from the step-2 checkpoint
+    assert 0 < straight.augment.p.item() < 0.5  # ADA moved p at step 3
+    assert straight.augment.state_dict().keys() == resumed.augment.state_dict().keys()
+    for key, value in straight.augment.state_dict().items():
+        assert torch.equal(value, resumed.augment.state_dict()[key]), key
+    for name, net in straight.method.nets.items():
+        for a, b in zip(net.state_dict().values(), resumed.method.nets[name].state_dict().values()):
+            assert torch.equal(a, b), name
+
+
+def test_an_ada_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
+    trainer = Trainer(load_recipe(None, ada_overrides(str(tmp_path), "hot", 5)))
+    batches, sums = iter(trainer.stream), {}
+    trainer.train_step(batches, sums)
+    trainer.step += 1
+    with host_reads_forbidden(monkeypatch) as reads:
+        for _ in range(2):  # interval 1: the adjustment runs every step
+            trainer.train_step(batches, sums)
+            trainer.step += 1
+    assert reads == []
+
+
+def test_the_recipe_builds_the_pipe_and_refuses_what_cannot_work(tmp_path):
+    recipe = load_recipe(None, ada_overrides(str(tmp_path), "r", 2))
+    pipe = pipe_of(recipe.data)
+    assert isinstance(pipe, AdaAugmentPipe) and pipe.adaptive and pipe.speed_images == 1000
+    assert "ADA" in cuda_graph_conflict(recipe)
+    bad = [(["data.augment_ops=[xflip, blur]"], "data.augment_ops[1]"),
+           (["data.augment_ops=[xflip]", "data.augment=[color]"], "data.augment_ops"),
+           (["data.augment_p=0.3"], "data.augment_ops"),
+           (["data.augment_ops=[xflip]", "data.augment_p=1.5"], "data.augment_p"),
+           (["data.augment_ops=[xflip]", "data.ada_target=0.6", "data.augment_p=0.3"], "data.ada_target")]
+    for overrides, path in bad:
+        with pytest.raises(ConfigError) as err:
+            load_recipe(None, tiny_overrides("r3gan", str(tmp_path), *overrides))
+        assert err.value.path == path, overrides
+    with pytest.raises(ConfigError, match="schedule the probability") as err:  # gan reports no real scores
+        load_recipe(None, tiny_overrides("gan", str(tmp_path), "data.augment_ops=[xflip]", "data.ada_target=0.6"))
+    assert err.value.path == "data.ada_target"
