@@ -1,5 +1,6 @@
 """stylegan2-ada's augmentation operations (Karras et al. 2020), differentiable, each applied to each image with
-probability ``p`` — the pipe R3GAN trains with (ops/augment_pipe.py schedules or adapts ``p``).
+probability ``p`` times the op's weight (``WEIGHTS``: R3GAN's, the colour operations at half) — the pipe R3GAN
+trains with (ops/augment_pipe.py schedules or adapts ``p``).
 
 Why our own and not kornia's: the published pipe composes every geometric operation into one 3x3 matrix per
 image and resamples once, and every colour operation into one 4x4 matrix, with its own distributions (log-normal
@@ -45,6 +46,8 @@ COLOR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
 OPS = GEOMETRIC + COLOR + ("cutout",)
 XINT_MAX, SCALE_STD, ROTATE_MAX, ANISO_STD, XFRAC_STD = 0.125, 0.2, 1.0, 0.2, 0.125
 BRIGHTNESS_STD, CONTRAST_STD, HUE_MAX, SATURATION_STD, CUTOUT_SIZE = 0.2, 0.5, 1.0, 1.0, 0.5
+WEIGHTS = {op: 0.5 if op in COLOR else 1.0 for op in OPS}  # each op's probability is p x its weight: R3GAN's
+# train.py builds the pipe with the colour operations at 0.5, every other at 1
 LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)  # the luma axis of the colour matrices
 
 
@@ -81,31 +84,32 @@ def geometric_matrix(ops: Sequence[str], b: int, p: Tensor, device: torch.device
     where the image spans [-1, 1] (one pixel is 2 / size), composed as the published pipe composes it."""
     g = torch.eye(3, device=device).repeat(b, 1, 1)
     if "xflip" in ops:
-        flip = torch.randint(2, (b,), device=device) * _gate(b, p, device)
+        flip = torch.randint(2, (b,), device=device) * _gate(b, p * WEIGHTS["xflip"], device)
         g = g @ _scale(1 - 2.0 * flip, torch.ones(b, device=device))
     if "rotate90" in ops:
-        k = torch.randint(4, (b,), device=device) * _gate(b, p, device)
+        k = torch.randint(4, (b,), device=device) * _gate(b, p * WEIGHTS["rotate90"], device)
         g = g @ _rotate(-math.pi / 2 * k)
     if "xint" in ops:
         pixels = torch.tensor([size[1], size[0]], device=device)  # (width, height)
         t = torch.round((torch.rand(b, 2, device=device) * 2 - 1) * XINT_MAX * pixels) * 2 / pixels  # whole pixels
-        t = _where(_gate(b, p, device)[:, None], t, 0.0)
+        t = _where(_gate(b, p * WEIGHTS["xint"], device)[:, None], t, 0.0)
         g = g @ _translate(t[:, 0], t[:, 1])
     if "scale" in ops:
-        s = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * SCALE_STD), 1.0)
+        s = _where(_gate(b, p * WEIGHTS["scale"], device), torch.exp2(torch.randn(b, device=device) * SCALE_STD), 1.0)
         g = g @ _scale(s, s)
-    p_rot = 1 - torch.sqrt((1 - p).clamp(min=0))
+    p_rot = 1 - torch.sqrt((1 - p * WEIGHTS["rotate"]).clamp(min=0))
     if "rotate" in ops:
         theta = _where(_gate(b, p_rot, device), (torch.rand(b, device=device) * 2 - 1) * math.pi * ROTATE_MAX, 0.0)
         g = g @ _rotate(-theta)
     if "aniso" in ops:
-        s = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * ANISO_STD), 1.0)
+        s = _where(_gate(b, p * WEIGHTS["aniso"], device), torch.exp2(torch.randn(b, device=device) * ANISO_STD), 1.0)
         g = g @ _scale(s, 1 / s)
     if "rotate" in ops:
         theta = _where(_gate(b, p_rot, device), (torch.rand(b, device=device) * 2 - 1) * math.pi * ROTATE_MAX, 0.0)
         g = g @ _rotate(-theta)
     if "xfrac" in ops:
-        t = _where(_gate(b, p, device)[:, None], torch.randn(b, 2, device=device) * XFRAC_STD * 2, 0.0)
+        t = _where(_gate(b, p * WEIGHTS["xfrac"], device)[:, None], torch.randn(b, 2, device=device) * XFRAC_STD * 2,
+                   0.0)
         g = g @ _translate(t[:, 0], t[:, 1])
     return g
 
@@ -115,19 +119,22 @@ def color_matrix(ops: Sequence[str], b: int, p: Tensor, device: torch.device) ->
     c = torch.eye(4, device=device).repeat(b, 1, 1)
     v = LUMA.to(device)
     if "brightness" in ops:
-        add = _where(_gate(b, p, device), torch.randn(b, device=device) * BRIGHTNESS_STD, 0.0)
+        add = _where(_gate(b, p * WEIGHTS["brightness"], device), torch.randn(b, device=device) * BRIGHTNESS_STD, 0.0)
         c = _translate3(add) @ c
     if "contrast" in ops:
-        mul = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * CONTRAST_STD), 1.0)
+        mul = torch.exp2(torch.randn(b, device=device) * CONTRAST_STD)
+        mul = _where(_gate(b, p * WEIGHTS["contrast"], device), mul, 1.0)
         c = _scale3(mul) @ c
     if "lumaflip" in ops:
-        flip = (torch.randint(2, (b,), device=device) * _gate(b, p, device)).float()
+        flip = (torch.randint(2, (b,), device=device) * _gate(b, p * WEIGHTS["lumaflip"], device)).float()
         c = (torch.eye(4, device=device) - 2 * torch.outer(v, v) * flip[:, None, None]) @ c  # Householder
     if "hue" in ops:
-        theta = _where(_gate(b, p, device), (torch.rand(b, device=device) * 2 - 1) * math.pi * HUE_MAX, 0.0)
+        theta = _where(_gate(b, p * WEIGHTS["hue"], device), (torch.rand(b, device=device) * 2 - 1) * math.pi * HUE_MAX,
+                       0.0)
         c = _rotate_about(v, theta) @ c
     if "saturation" in ops:
-        s = _where(_gate(b, p, device), torch.exp2(torch.randn(b, device=device) * SATURATION_STD), 1.0)
+        s = _where(_gate(b, p * WEIGHTS["saturation"], device), torch.exp2(torch.randn(b, device=device) *
+                                                                             SATURATION_STD), 1.0)
         vv = torch.outer(v, v)
         c = (vv + (torch.eye(4, device=device) - vv) * s[:, None, None]) @ c
     return c
@@ -179,7 +186,7 @@ def augment_color(images: Tensor, c: Tensor) -> Tensor:
 def cutout(images: Tensor, p: Tensor) -> Tensor:
     """A square of ``CUTOUT_SIZE`` of the image, at a uniform centre, set to 0, with probability ``p``."""
     b, _, h, w = images.shape
-    apply = _gate(b, p, images.device)
+    apply = _gate(b, p * WEIGHTS["cutout"], images.device)
     centre = torch.rand(b, 2, device=images.device)
     ys = (torch.arange(h, device=images.device) + 0.5) / h
     xs = (torch.arange(w, device=images.device) + 0.5) / w

@@ -44,13 +44,16 @@ def test_every_operation_together_is_the_identity_at_p_0(channels):
     assert torch.allclose(y, x, atol=1e-5, rtol=0)
 
 
-def test_p_is_the_chance_that_an_operation_touches_an_image():
-    """brightness adds a normal draw to an image with probability p: over 4,000 images at p = 0.3 the share
-    touched is binomial, std sqrt(0.3 * 0.7 / 4000) = 0.0072; 5 std is 0.036."""
+@pytest.mark.parametrize("op", ["brightness", "scale"])
+def test_p_times_the_ops_weight_is_the_chance_that_it_touches_an_image(op):
+    """brightness (weight 0.5, as R3GAN builds the pipe) adds a normal draw, scale (weight 1) rescales, each with
+    probability p x weight: over 4,000 images at p = 0.6 the share touched is binomial, std at most
+    sqrt(0.6 * 0.4 / 4000) = 0.0077; 5 std is 0.039."""
     torch.manual_seed(1)
-    x = torch.zeros(4000, 1, 4, 4)
-    touched = (ada_ops.augment(x, ["brightness"], torch.tensor(0.3)) != 0).flatten(1).any(1).float().mean()
-    assert abs(touched.item() - 0.3) < 0.036
+    x = torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4).repeat(4000, 1, 1, 1)
+    touched = (ada_ops.augment(x, [op], torch.tensor(0.6)) - x).abs().flatten(1).amax(1) > 1e-4
+    assert ada_ops.WEIGHTS[op] == (0.5 if op == "brightness" else 1.0)
+    assert abs(touched.float().mean().item() - 0.6 * ada_ops.WEIGHTS[op]) < 0.039
 
 
 def test_integer_translation_moves_whole_pixels():
