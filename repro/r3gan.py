@@ -83,8 +83,10 @@ thread per run; FD every {b['eval_every']} steps on {b['samples']} EMA samples a
 held-out digits (mnist-cnn features). Metric and rule as declared for `docs/results/mnist.md` (primary: mean
 FD over the last {mnist.LAST_EVALS} evaluations; verdict from Welch's 95% CI). WGAN-GP runs with the settings
 the MNIST screen selected for it (`{chosen}`; its confirmation runs of these seeds); `r3gan` and `acl_r3gan`
-run `recipes/mnist/r3gan.yaml` and `acl_r3gan.yaml` untuned (R3GAN nets with 1 block per resolution,
-gamma 0.1 decayed to 0.01, lr decayed to 1/4, beta2 0.9 to 0.99).
+run `recipes/mnist/r3gan.yaml` and `acl_r3gan.yaml` untuned (the CIFAR-10 preset at CPU widths: 2 blocks per
+resolution, gamma 0.05 -> 0.005, lr 2e-4 -> 5e-5, beta2 0.9 -> 0.99, EMA half-life ramped to a quarter of the
+horizon, stylegan2-ada's augmentation 0 -> 0.55, all linear over the run: at this budget the horizon is the run's
+{b['steps']} steps, not the campaign's).
 
 ## Results
 
