@@ -11,9 +11,13 @@ Everything a verdict rests on is declared here, before any run of the campaign w
   first B (from ``MIN_BUDGET``, at evaluation steps) after which no longer budget improves the primary metric
   by more than ``PLATEAU_TOLERANCE``, and which leaves at least a quarter of the run after it to show that;
   the family's budget is the larger of the two. No plateau: the budget runs go twice as long (up to
-  ``MAX_LONG_STEPS``; their records are the same runs continued, by key).
+  ``MAX_LONG_STEPS``; their records are the same runs continued, by key). R3GAN's schedules (learning rate,
+  beta2, gamma, augmentation, EMA half-life) run over the run itself, so its budget runs are runs of that
+  horizon, and every later run of budget B is a run of horizon B (its key keeps ``train.steps``; its EMA
+  half-life keeps the recipe's share of the horizon, ``_horizon_overrides``).
 - **Selection at B** on the same seeds: each base screens its recipe, lr x2, lr x4 (bracketing the largest
-  rate the 500-step screen picked), Adam betas and critic steps; each ACL method the ACL module's own
+  rate the 500-step screen picked), Adam betas and critic steps (R3GAN, as many: lr x2 and /2, gamma x10 and
+  /10 around the CIFAR-10 preset's); each ACL method the ACL module's own
   variants (``repro.mnist.ACL_VARIANTS``) on its base's selected settings; the lowest mean primary metric wins.
 - **Confirmation at B** on ``CONFIRM_SEEDS`` (neither selection nor the 500-step report used them): the selected
   base, the selected ACL method, and Algorithm 1 as written (L_rec updates E alone) on the same settings.
@@ -57,7 +61,8 @@ CONFIRM_SEEDS = tuple(range(200, 210))
 RECORDS = os.path.join(REPO, "docs", "results", "campaign", "records.jsonl")
 SAMPLES_DIR = os.path.join(REPO, "docs", "results", "campaign", "samples")
 PRIOR_SECONDS_PER_STEP = {  # one thread, two runs on two cores (issue 33's measurement), x1.5 for evaluations
-    "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36}
+    "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36,
+    "r3gan": 1.5, "acl_r3gan": 2.7}  # R3GAN: benchmarks/campaign_speed.py on this CPU, x1.5 for evaluations
 PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, until a cuda record measures it
 SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
 CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate
@@ -80,6 +85,12 @@ FAMILIES = (
     Family("wgan_gp", "wgan_gp", "acl_gan_gp", {
         "recipe": {}, "lr_x2": {"optim.lr": 2.0e-4}, "lr_x4": {"optim.lr": 4.0e-4}, "beta1_0.5": {"optim.beta1": 0.5},
         "d_steps_5": {"method.d_steps": 5}}),
+    # R3GAN on the CIFAR-10 preset (recipes/mnist/r3gan.yaml): as many settings as the other bases, bracketing the
+    # preset's learning rate and gamma on both sides (each scales both ends of its linear schedule)
+    Family("r3gan", "r3gan", "acl_r3gan", {
+        "recipe": {}, "lr_x2": {"optim.lr": 4.0e-4}, "lr_half": {"optim.lr": 1.0e-4},
+        "gamma_x10": {"method.gamma": 0.5, "method.gamma_final": 0.05},
+        "gamma_x0.1": {"method.gamma": 0.005, "method.gamma_final": 0.0005}}),
 )
 
 
@@ -116,7 +127,8 @@ class Spec:
 
     def job(self, s: Settings) -> Job:
         name = f"campaign-{self.label.replace('/', '-')}-{self.steps}-seed{self.seed}"
-        overrides = [f"train.steps={self.steps}", f"eval.every={s.eval_every}", f"eval.num_samples={s.eval_samples}",
+        overrides = [f"train.steps={self.steps}", *_horizon_overrides(self.method, self.steps),
+                     f"eval.every={s.eval_every}", f"eval.num_samples={s.eval_samples}",
                      "eval.metrics=[fid,kid]", "train.ckpt_every=0", f"train.sample_every={self.steps}",
                      "log.trackers=[]", "train.log_every=50" if s.eval_every % 50 == 0 else "train.log_every=1",
                      *s.extra, f"run.seed={self.seed}", *_overrides(dict(self.values))]
@@ -126,6 +138,18 @@ class Spec:
         fp = job_fingerprint(self.job(s))
         return rec.Need(self.label, self.method, self.seed, rec.record_key(fp), self.steps, s.eval_every,
                         rec.computed(fp), _defaults(fp["method"]["name"], fp["data"]["source"]))
+
+
+@functools.lru_cache(maxsize=None)
+def _horizon_overrides(method: str, steps: int) -> tuple[str, ...]:
+    """A recipe whose schedules run over the run itself (``train.schedule_images: 0``, R3GAN's) and whose EMA
+    half-life is a share of that horizon: the half-life keeps its share at ``steps`` (the budget is the horizon)."""
+    from acl_dist.config import load_recipe
+
+    t = load_recipe(os.path.join(REPO, "recipes", "mnist", f"{method}.yaml")).train
+    if t.schedule_images or not t.ema_halflife_images:
+        return ()
+    return (f"train.ema_halflife_images={round(t.ema_halflife_images * steps / t.steps)}",)
 
 
 @functools.lru_cache(maxsize=None)

@@ -68,9 +68,10 @@ Command: `acl-dist repro r3gan_screen --budget {budget_name}`: {b['steps']} gene
 ({mnist.BUDGET_WORDS[budget_name]}), seeds {seeds} (the MNIST selection seeds), one CPU thread per run; FD every
 {b['eval_every']} steps on {b['samples']} EMA samples against MNIST-5k's 1,000 held-out digits (mnist-cnn
 features). R3GAN (`recipes/mnist/r3gan.yaml`: the CIFAR-10 preset at CPU widths, 2 blocks per resolution, gamma
-0.05 -> 0.005, lr 2e-4 -> 5e-5, beta2 0.9 -> 0.99, augmentation 0 -> 0.55, linear over the run) screens {len(R3GAN_VARIANTS)} settings, as many as WGAN-GP's MNIST
-screen, selected by the same rule (lowest mean primary FD: the mean over the last {mnist.LAST_EVALS}
-evaluations). WGAN-GP runs the setting its screen selected (`{wgan_gp[0]}`), on the same seeds.
+0.05 -> 0.005, lr 2e-4 -> 5e-5, beta2 0.9 -> 0.99, augmentation 0 -> 0.55, linear over the run) screens
+{len(R3GAN_VARIANTS)} settings, as many as WGAN-GP's MNIST screen, selected by the same rule (lowest mean primary
+FD: the mean over the last {mnist.LAST_EVALS} evaluations). WGAN-GP runs the setting its screen selected
+(`{wgan_gp[0]}`), on the same seeds.
 
 Selection-stage numbers: the best of {len(R3GAN_VARIANTS)} settings scored on the seeds it was picked on is
 biased in R3GAN's favour, so a "worse" verdict holds a fortiori, and an "improves" would need the fresh seeds

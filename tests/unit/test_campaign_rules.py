@@ -98,3 +98,19 @@ def test_a_record_written_before_a_field_existed_still_satisfies_at_that_fields_
     assert not records.satisfies(record, records.Need("gan/x", "gan", 0, "k2", 1000, 250, linear, defaults))
     changed = {**old, "optim": {**old["optim"], "lr": 1.0}}  # a value the record holds explicitly
     assert not records.satisfies({**record, "fingerprint": changed}, need)
+
+
+def test_r3gan_runs_keep_their_ema_half_life_a_quarter_of_the_horizon_at_every_budget():
+    """R3GAN's recipe schedules over the run (train.schedule_images 0) with an EMA half-life of a quarter of its
+    10,000 x 64 images: a budget of 20,000 steps doubles it; a run is not the prefix of a longer one (the key keeps
+    train.steps); recipes without a horizon-bound half-life get no such override."""
+    s = campaign.Settings()
+    ten, twenty = (campaign.spec("r3gan", "recipe", {}, 0, n) for n in (10_000, 20_000))
+    assert "train.ema_halflife_images=160000" in ten.job(s).overrides
+    assert "train.ema_halflife_images=320000" in twenty.job(s).overrides
+    assert ten.need(s).key != twenty.need(s).key
+    assert not any(o.startswith("train.ema_halflife") for o in campaign.spec("gan", "recipe", {}, 0, 20_000).job(s)
+                   .overrides)
+    assert [f.name for f in campaign.FAMILIES] == ["gan", "wgan_gp", "r3gan"]
+    r3gan = campaign.FAMILIES[2]
+    assert len(r3gan.base_variants) == len(campaign.FAMILIES[1].base_variants)  # the same tuning effort
