@@ -17,7 +17,8 @@ evaluation of 5,000 samples in FD + KID), each measurement in fresh processes:
   and EMA's foreach kernels, and the rest (elementwise, copies, Python).
 - ``--r3gan-variants``: r3gan's cost by cause, side by side on 1 thread: the recipe, R1 + R2 every 4th step
   (``method.gp_every=4``, WGAN-GP's lazy regularisation), dense 3x3 convolutions in its blocks
-  (``model.r3gan_group_width`` = the widest block), and both.
+  (``model.r3gan_group_width`` = the widest block), both, NCHW instead of the CPU's default NHWC, and no
+  augmentation (stylegan2-ada's pipe off).
 
 Only ratios are printed (the benchmark rule: absolute times only from a GPU); seconds per step are this machine's
 and appear only as the base of each ratio. Nothing else may run on the cores meanwhile.
@@ -39,7 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METHODS = ("gan", "acl_gan", "wgan_gp", "acl_gan_gp", "r3gan", "acl_r3gan")
 R3GAN_VARIANTS = {"recipe": [], "lazy R1+R2 (gp_every 4)": ["method.gp_every=4"],
                   "dense 3x3 (no groups)": ["model.r3gan_group_width=128"],
-                  "lazy + dense": ["method.gp_every=4", "model.r3gan_group_width=128"]}
+                  "lazy + dense": ["method.gp_every=4", "model.r3gan_group_width=128"],
+                  "NCHW (channels_last never)": ["train.channels_last=never"],
+                  "no augmentation": ["data.augment_ops=[]", "data.augment_p=0"]}
 CAUSES = ("conv dense fwd", "conv dense bwd", "conv grouped fwd", "conv grouped bwd", "conv depthwise fwd",
           "conv depthwise bwd", "matmul", "optimizer + EMA", "rest")
 

@@ -79,7 +79,7 @@ def budget(name: str) -> dict:
     ``gpu``: the grid for one lent GPU, 4x longer than ``full``; ``tiny``: toy nets for the tests."""
     if name == "tiny":
         return {"steps": 4, "eval_every": 1, "samples": 64, "select": (0, 1), "confirm": (100, 101),
-                "log_every": 1, "extra": table1.TINY_MODEL}
+                "log_every": 1, "extra": table1.TINY_MODEL, "screen": 2}  # 2 settings a screen: the tests' time
     steps = {"full": 1500, "session": 500, "gpu": 6000}[name]  # full: the recipes' own 1,500 steps
     return {"steps": steps, "eval_every": steps // 10, "samples": 1000, "select": SELECTION_SEEDS,
             "confirm": CONFIRM_SEEDS, "log_every": 50, "extra": []}
@@ -100,15 +100,21 @@ def job(stage: str, method: str, variant: str, values: dict, seed: int, b: dict)
                [*_common(b, seed), *_overrides(values)])
 
 
+def screened(variants: dict, b: dict) -> dict:
+    """The settings a screen trains: all of them, or the budget's first ``screen`` (the tiny budget's 2)."""
+    return dict(list(variants.items())[: b.get("screen")])
+
+
 def base_jobs(b: dict) -> list[Job]:
     return [job("select", base, name, values, seed, b) for base in FAMILIES
-            for name, values in BASE_VARIANTS[base].items() for seed in b["select"]]
+            for name, values in screened(BASE_VARIANTS[base], b).items() for seed in b["select"]]
 
 
 def acl_jobs(b: dict, selection: dict) -> list[Job]:
     """The ACL variants on the base's selected settings (so each differs from its base in the ACL module)."""
     return [job("select", acl, name, {**BASE_VARIANTS[base][selection[base]], **values}, seed, b)
-            for base, acl in FAMILIES.items() for name, values in ACL_VARIANTS.items() for seed in b["select"]]
+            for base, acl in FAMILIES.items() for name, values in screened(ACL_VARIANTS, b).items()
+            for seed in b["select"]]
 
 
 def confirm_configs(selection: dict) -> dict[str, tuple[str, dict]]:
@@ -174,11 +180,11 @@ def run_selection(b: dict, runs_root: str, parallel: int, device: str) -> tuple[
     jobs = base_jobs(b)
     run_jobs(jobs, runs_root, parallel, "MNIST base screens", device)
     scores = stage_scores(jobs, runs_root, "select")
-    selection = {base: select(scores[base], BASE_VARIANTS[base]) for base in FAMILIES}
+    selection = {base: select(scores[base], screened(BASE_VARIANTS[base], b)) for base in FAMILIES}
     jobs = acl_jobs(b, selection)
     run_jobs(jobs, runs_root, parallel, "MNIST ACL screens", device)
     scores.update(stage_scores(jobs, runs_root, "select"))
-    selection.update({acl: select(scores[acl], ACL_VARIANTS) for acl in FAMILIES.values()})
+    selection.update({acl: select(scores[acl], screened(ACL_VARIANTS, b)) for acl in FAMILIES.values()})
     return selection, scores
 
 
@@ -208,6 +214,8 @@ def selection_table(variants: dict, scores: dict[str, list[dict]], chosen: str) 
     """One method's screen: each variant's change, its primary FD over the selection seeds, the one selected."""
     out = ["| variant | primary FD ↓ | seeds | final FD | best FD |", "| --- | --- | --- | --- | --- |"]
     for name, values in variants.items():
+        if name not in scores:  # not screened at this budget
+            continue
         change = ", ".join(f"`{k}={json.dumps(v) if isinstance(v, dict) else v}`" for k, v in values.items())
         mark = " **(selected)**" if chosen == name else ""
         out.append(_row(f"`{name}`{mark} {change or '(the recipe)'}", scores[name]))
