@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
@@ -27,12 +26,39 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).contiguous().numpy()
 
 
+def tile(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """[B, C, H, W] -> [C', H', W']: ``nrow`` images a row, ``padding`` pixels of ``pad_value`` around each, grey
+    repeated to RGB: torchvision's ``make_grid`` layout (one image alone comes back unpadded, as there), written
+    here because importing torchvision.utils costs every process 1.8 s (it imports torchvision's models, and
+    those torch._dynamo), and every training run draws grids."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    b, c, h, w = images.shape
+    if b == 1:
+        return images[0]
+    cols = min(nrow, b)
+    rows = -(-b // cols)
+    cell_h, cell_w = h + padding, w + padding
+    grid = images.new_full((c, rows * cell_h + padding, cols * cell_w + padding), pad_value)
+    for i in range(b):
+        r, k = divmod(i, cols)
+        grid[:, r * cell_h + padding : (r + 1) * cell_h, k * cell_w + padding : (k + 1) * cell_w] = images[i]
+    return grid
+
+
 def grid_image(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
     """[-1, 1] [B, C, H, W] -> one uint8 [H', W', 3] grid, ``nrow`` images per row, black padding."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images [B, 1|3, H, W], got {tuple(images.shape)}")
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=padding, pad_value=-1.0)  # [3, H', W']
+    grid = tile(images.detach().float().cpu(), nrow=nrow, padding=padding, pad_value=-1.0)  # [3, H', W']
     return to_uint8_hwc(grid)
+
+
+def _as_saved_by_torchvision(grid: torch.Tensor) -> np.ndarray:
+    """[-1, 1] [3, H, W] -> uint8 [H, W, 3] with torchvision ``save_image``'s rounding (x * 255 + 0.5, truncated),
+    so sample grids keep the bytes they had when torchvision wrote them."""
+    x = ((grid + 1) / 2).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return x.permute(1, 2, 0).contiguous().numpy()
 
 
 def _save_png(array: np.ndarray, path: str) -> str:
@@ -104,11 +130,9 @@ def save_samples(samples: Tensor, path: str, reference: Tensor | None = None) ->
     """Images [B, C, H, W] in [-1, 1] as a PNG grid; 2-D points [B, 2] as a scatter over the data."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if samples.dim() == 4:
-        from torchvision.utils import save_image
-
         nrow = max(1, int(round(samples.shape[0] ** 0.5)))
-        save_image((samples.clamp(-1, 1) + 1) / 2, path, nrow=nrow, padding=1)
-        return path
+        grid = tile(samples.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=1, pad_value=-1.0)
+        return _save_png(_as_saved_by_torchvision(grid), path)
     return save_scatter(samples, path, reference)
 
 

@@ -1,6 +1,7 @@
 """Sample grids, interpolation strips, curves and videos written as files a viewer can open."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -55,3 +56,38 @@ def test_save_video_encodes_frames(tmp_path):
     path = tmp_path / "walk.mp4"
     assert save_video(iter(frames), str(path), fps=5) == 5
     assert path.stat().st_size > 0 and path.read_bytes()[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("b,c,nrow,padding", [(1, 1, 8, 2), (5, 1, 2, 1), (64, 3, 8, 2), (7, 3, 3, 0), (3, 1, 8, 4)])
+def test_tile_lays_images_out_as_torchvision_make_grid(b, c, nrow, padding):
+    """Our grid (no torchvision import at start-up) is torchvision's make_grid, value for value."""
+    from torchvision.utils import make_grid
+
+    from acl_dist.pictures import tile
+
+    x = torch.rand(b, c, 5, 6) * 2 - 1
+    assert torch.equal(tile(x, nrow, padding, -1.0), make_grid(x, nrow=nrow, padding=padding, pad_value=-1.0))
+
+
+def test_sample_grids_have_the_bytes_torchvision_save_image_wrote(tmp_path):
+    from torchvision.utils import save_image
+
+    from acl_dist.pictures import save_samples
+
+    x = torch.rand(9, 1, 6, 6) * 2.2 - 1.1  # beyond [-1, 1] too: clamped first, as before
+    save_samples(x, str(tmp_path / "ours.png"))
+    save_image((x.clamp(-1, 1) + 1) / 2, str(tmp_path / "theirs.png"), nrow=3, padding=1)
+    with Image.open(tmp_path / "ours.png") as ours, Image.open(tmp_path / "theirs.png") as theirs:
+        assert np.array_equal(np.asarray(ours.convert("RGB")), np.asarray(theirs.convert("RGB")))
+
+
+@pytest.mark.slow  # starts a process
+def test_starting_a_run_imports_no_torchvision():
+    """torchvision.utils imports torchvision's models and torch._dynamo: 1.8 s of every training process."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import acl_dist.cli; from acl_dist.training.trainer import Trainer; "
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
