@@ -45,6 +45,10 @@ CONFIGS = {  # name: (method, overrides)
     "r3gan+schedules": ("r3gan", R3GAN_NETS + ["method.gamma=0.5", "method.gamma_final=0.05", "optim.beta1=0.0",
                                                "optim.lr_decay_to=0.5", "optim.beta2_final=0.99"]),
     "acl_r3gan+augment": ("acl_r3gan", R3GAN_NETS + ["data.augment=[translation,cutout,color]", "method.gp_every=2"]),
+    # issue 30: stylegan2-ada's operations, p scheduled over the run (0, 0.3, 0.6 at the three steps)
+    "r3gan+augment_ops": ("r3gan", R3GAN_NETS + [
+        "data.augment_ops=[xflip,rotate90,xint,scale,rotate,aniso,xfrac,brightness,contrast,lumaflip,hue,saturation,"
+        "cutout]", "data.augment_p=0.9"]),
 }
 NOT_COMPUTED = ("images_per_s", "time", "rank_divergence")  # wall-clock, or a cross-rank check
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
