@@ -329,24 +329,43 @@ def _diagnostic_curve(run_dir: str, every: int) -> list[dict]:
     return out
 
 
+def final_diagnostics(run_dir: str, method: str) -> dict:
+    """Reconstruction FD and code MMD² of a finished run's last checkpoint (``repro.table1.diagnostics``), computed
+    in a fresh interpreter: a campaign process lives for hours while the code on disk may change under it, and a
+    lazy import then mixes two versions of the package (it did: an ImportError cost one record its diagnostics).
+    A method without an encoder has none, and costs no process."""
+    import subprocess
+    import sys
+
+    from acl_dist.methods.registry import method_class
+
+    if not method_class(method).encode_nets:
+        return {"recon_fd": None, "code_mmd": None}
+
+    code = "import json, sys; from repro.table1 import diagnostics; print(json.dumps(diagnostics(sys.argv[1])))"
+    proc = subprocess.run([sys.executable, "-c", code, run_dir], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    if proc.returncode:
+        raise ReproError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def make_record(sp: Spec, s: Settings, run_dir: str, wall_s: float, device: str, resumed: bool) -> dict:
     """The record of a finished run (everything the report needs; nothing that points into the run directory)."""
-    from repro.table1 import diagnostics
-
     job = sp.job(s)
     fp = job_fingerprint(job)
     curve = _curve(run_dir)
     if resumed:  # this process only finished the run: its wall time comes from the run's own log
         wall_s = _logged_wall_s(run_dir, sp.steps)
     try:
-        final_diagnostics = diagnostics(run_dir)
+        diagnostics = final_diagnostics(run_dir, fp["method"]["name"])
     except Exception as err:  # a record without them beats losing the run's hours (the error is kept)
-        final_diagnostics = {"error": f"{type(err).__name__}: {err}"}
+        diagnostics = {"error": f"{type(err).__name__}: {err}"}
     return {
         "key": rec.record_key(fp), "label": sp.label, "method": sp.method, "seed": sp.seed, "steps": sp.steps,
         "eval_every": s.eval_every, "eval_samples": s.eval_samples, "curve": curve,
         "final": curve[-1] if curve else {}, "diagnostics": _diagnostic_curve(run_dir, s.eval_every),
-        "final_diagnostics": final_diagnostics, "wall_s": round(wall_s, 1), "resumed": resumed,
+        "final_diagnostics": diagnostics, "wall_s": round(wall_s, 1), "resumed": resumed,
         "device_kind": device, "device": _device_name(device), "threads": 1 if device == "cpu" else None,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "overrides": job.overrides,
         "recipe": job.recipe, **rec.machine(), "fingerprint": fp,

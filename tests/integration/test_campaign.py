@@ -61,5 +61,7 @@ def test_an_interrupted_campaign_continues_from_its_records_on_a_fresh_directory
     confirmation = [r for r in done if r["label"].endswith(("/selected", "/alg1"))]
     assert all("second_fid" in r["curve"][-1] for r in confirmation)  # evaluated in both feature spaces
     assert not any("second_fid" in r["curve"][-1] for r in done if r not in confirmation)  # only they need it
+    # the ACL runs' reconstruction FD and code MMD², computed in a fresh interpreter at the end of each run
+    assert all(r["final_diagnostics"]["recon_fd"] > 0 for r in done if r["method"] == "acl_gan"), done
     assert "FD floor" in text and "Still missing" not in text
     assert (out / "campaign_budget.png").is_file() and (out / "campaign_samples.png").is_file()
