@@ -62,7 +62,7 @@ RECORDS = os.path.join(REPO, "docs", "results", "campaign", "records.jsonl")
 SAMPLES_DIR = os.path.join(REPO, "docs", "results", "campaign", "samples")
 PRIOR_SECONDS_PER_STEP = {  # one thread, two runs on two cores (issue 33's measurement), x1.5 for evaluations
     "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36,
-    "r3gan": 1.5, "acl_r3gan": 2.7}  # R3GAN: benchmarks/campaign_speed.py on this CPU, x1.5 for evaluations
+    "r3gan": 2.7, "acl_r3gan": 3.1}  # R3GAN: 15.6x and 18.1x gan per image (docs/results/campaign/speed.md)
 PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, until a cuda record measures it
 SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
 CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate

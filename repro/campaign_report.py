@@ -162,6 +162,49 @@ def budget_figure(states: list[c.FamilyState], records: list[dict], s: c.Setting
     return path
 
 
+TRAINING_PANELS = (("fid", "FD vs held-out (mnist-cnn)", True), ("gap", "critic gap D(real) - D(fake)", False),
+                   ("rec", "L_rec (ACL)", False), ("code_mmd", "code MMD² Gz(z) vs E(x) (ACL)", False))
+
+
+def training_figure(states: list[c.FamilyState], records: list[dict], s: c.Settings, path: str) -> str | None:
+    """Per family with budget runs recorded, every seed's curves over training: FD, the image critic's gap, L_rec
+    and code MMD² (the diagnostics a late drift is read from), base dashed, ACL solid. Drawn from whatever budget
+    runs exist, so it shows what the runs say before the family has a budget."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = []
+    for st in states:
+        runs = {m: [r for seed in s.selection_seeds
+                    if (r := c.rec.find(records, c.spec(m, "recipe", {}, seed, st.long_steps).need(s)))]
+                for m in (st.family.base, st.family.acl)}
+        if any(runs.values()):
+            rows.append((st, runs))
+    if not rows:
+        return None
+    fig = Figure(figsize=(4.2 * len(TRAINING_PANELS), 3.0 * len(rows)), dpi=100)
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(len(rows), len(TRAINING_PANELS), squeeze=False)
+    for axes, (st, runs) in zip(grid, rows):
+        for (key, title, log), ax in zip(TRAINING_PANELS, axes):
+            for colour, (method, style) in zip(("tab:blue", "tab:red"), ((st.family.base, "--"), (st.family.acl, "-"))):
+                for i, r in enumerate(runs[method]):
+                    points = [p for p in (r["curve"] if key == "fid" else r["diagnostics"]) if key in p]
+                    if points:
+                        ax.plot([p["step"] for p in points], [p[key] for p in points], style, color=colour, lw=1,
+                                alpha=0.8, label=method if i == 0 else None)
+            if log:
+                ax.set_yscale("log")
+            ax.set_title(f"{st.family.name} family: {title}", fontsize=8)
+            ax.set_xlabel("step", fontsize=8)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
 def samples_figure(states: list[c.FamilyState], samples_dir: str, path: str) -> str | None:
     """The confirmation's final sample grids (first confirmation seed), side by side in one PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -221,6 +264,7 @@ def write(out_dir: str, s: c.Settings, records_path: str, samples_dir: str,
     floor_values = fd_floor(s.eval_samples)
     floor = f"{mean_std(floor_values, 1)} ({len(floor_values)} draws of {min(s.eval_samples, 4000)} digits)"
     pictures = [p for p in (budget_figure(states, records, s, os.path.join(out_dir, "campaign_budget.png")),
+                            training_figure(states, records, s, os.path.join(out_dir, "campaign_training.png")),
                             samples_figure(states, samples_dir, os.path.join(out_dir, "campaign_samples.png"))) if p]
     body = [
         "",

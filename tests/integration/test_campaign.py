@@ -64,4 +64,5 @@ def test_an_interrupted_campaign_continues_from_its_records_on_a_fresh_directory
     # the ACL runs' reconstruction FD and code MMD², computed in a fresh interpreter at the end of each run
     assert all(r["final_diagnostics"]["recon_fd"] > 0 for r in done if r["method"] == "acl_gan"), done
     assert "FD floor" in text and "Still missing" not in text
-    assert (out / "campaign_budget.png").is_file() and (out / "campaign_samples.png").is_file()
+    for picture in ("campaign_budget.png", "campaign_training.png", "campaign_samples.png"):
+        assert (out / picture).is_file() and f"]({picture})" in text, picture
