@@ -203,11 +203,11 @@ def builtin_input(name: str) -> ArrayInput:
     background patches are left out: they are not faces). No labels.
     """
     if name == "digits":
-        from sklearn.datasets import load_digits
+        from acl_dist.data.sources.digits import digits_arrays
 
-        d = load_digits()
-        images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
-        src = ArrayInput(images, d.target, prefix="digits_", class_names=[str(i) for i in range(10)])
+        pixels, labels = digits_arrays()
+        images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
+        src = ArrayInput(images, labels, prefix="digits_", class_names=[str(i) for i in range(10)])
     elif name in ("mnist5k", "mnist5k-heldout"):
         from acl_dist.data.sources.mnist5k import mnist5k_uint8
 
