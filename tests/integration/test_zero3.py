@@ -18,6 +18,8 @@ from tests.conftest import PYTHON, REPO, tiny_overrides
 from tests.integration.test_multiprocess_training import ACCELERATE, _env
 
 ZERO3 = "launch/deepspeed/zero3.json"
+TOOLS = ("import json, sys\nfrom acl_dist.cli import main\n"  # each command's exit status, in order, as JSON
+         "print(json.dumps([main(argv) for argv in json.loads(sys.argv[1])]))")
 
 
 def _recipe_file(method: str) -> str:
@@ -93,13 +95,20 @@ def test_every_accepted_method_trains_resumes_exactly_and_exports_whole_weights(
         ema_net = next(iter(straight["ema"]))
         assert any(not torch.equal(v, straight["nets"][f"{ema_net}.{k}"]) for k, v in
                    straight["ema"][ema_net].items() if v.is_floating_point()), f"{method}: the EMA averages"
-    for method in accepted:  # the checkpoint serves the single-process tools
+    # The checkpoint serves the single-process tools: `acl-dist sample` and `acl-dist eval` of every method, through
+    # the command line's own entry point, in one process (a process start per command cost this test a minute).
+    commands = []
+    for method in accepted:
         run, pictures, scores = (os.path.join(out, f"{method}-{what}") for what in ("straight", "pictures", "eval"))
-        for sub in (["sample", run, "--no-video", "--num", "16", "--out", pictures],
-                    ["eval", run, "--num-samples", "64", "--out", scores]):
-            result = subprocess.run([PYTHON, "-m", "acl_dist", *sub], cwd=REPO, env=_env(), capture_output=True,
-                                    text=True, timeout=300)
-            assert result.returncode == 0, (method, sub[0], result.stderr[-2000:])
+        commands += [["sample", run, "--no-video", "--num", "16", "--out", pictures],
+                     ["eval", run, "--num-samples", "64", "--out", scores]]
+    tools = subprocess.run([PYTHON, "-c", TOOLS, json.dumps(commands)], cwd=REPO, env=_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert tools.returncode == 0, tools.stderr[-3000:]
+    codes = json.loads(tools.stdout.strip().splitlines()[-1])
+    assert codes == [0] * len(commands), (list(zip(codes, commands)), tools.stderr[-3000:])
+    for method in accepted:
+        pictures, scores = (os.path.join(out, f"{method}-{what}") for what in ("pictures", "eval"))
         assert os.path.getsize(os.path.join(pictures, "samples.png")) > 0
         with open(os.path.join(scores, "eval.json")) as f:
             report = json.load(f)
