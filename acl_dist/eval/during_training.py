@@ -56,8 +56,12 @@ class TrainingEvaluator:
 
     @property
     def plot_path(self) -> str | None:
-        """The evaluation plot (eval.png) this evaluator keeps up to date, if it draws one."""
-        return self.tracker.png_path if self.tracker is not None else None
+        """The evaluation plot (eval.png), when the latest evaluation drew it (at most every PLOT_EVERY_S)."""
+        return self.tracker.png_path if self.tracker is not None and self.tracker.plotted else None
+
+    def finish(self) -> str | None:
+        """Bring eval.png up to date when evaluations end; its path when it was drawn now (main rank)."""
+        return self.tracker.finish() if self.tracker is not None else None
 
     @property
     def is_best(self) -> bool:

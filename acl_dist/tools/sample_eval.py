@@ -228,6 +228,7 @@ def run_eval(args: argparse.Namespace) -> int:
     generate = _global_noise_generator(loaded, recipe.eval.num_samples, recipe.eval.batch_size, args.seed,
                                        state.process_index, state.num_processes, device)
     scores = evaluator.evaluate(loaded.step, generate)
+    evaluator.finish()  # eval.png
     if state.is_main_process:
         result = _eval_result(loaded, recipe, evaluator, scores, state.num_processes, not args.no_ema)
         with open(os.path.join(out, "eval.json"), "w") as f:

@@ -97,6 +97,12 @@ class RunReporting:
         if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
             self.save_checkpoint()
 
+    def _finish_evaluation(self, metrics_log: MetricsLog) -> None:
+        """At the run's end or a stop: eval.png shows every evaluation, and the trackers get it if it was stale."""
+        plot = self.evaluator.finish() if self.evaluator is not None else None
+        if plot:
+            metrics_log.image(self.step, "eval", plot)
+
     @torch.no_grad()
     def generate(self, n: int) -> Tensor:
         """n samples from the EMA nets on this rank's device (what FID and grids use)."""

@@ -149,9 +149,11 @@ class Trainer(RunAssembly, RunState, StepRunner, RunReporting):
                     self.check_bad_steps()  # here, not per step: reading the device stalls the GPU queue
                 self._periodic_outputs(metrics_log)
                 if self._stop_requested(stop):
+                    self._finish_evaluation(metrics_log)
                     ckpt = self.save_checkpoint()
                     log.warning("stopped by signal at step %d; checkpoint %s", self.step, ckpt)
                     return TrainResult(self.run_dir, self.step, True, last, ckpt)
+            self._finish_evaluation(metrics_log)
             ckpt = self.save_checkpoint()
             self._save_samples(metrics_log)
             return TrainResult(self.run_dir, self.step, False, last, ckpt)

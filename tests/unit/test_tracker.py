@@ -42,6 +42,7 @@ def test_tracker_writes_history_curve_and_best(tmp_path):
     worse = tracker.evaluate(300, generator(0.5))["fid"]
     assert not tracker.is_best and tracker.best == good
     assert rows(run_dir) == [(100, bad), (200, good), (300, worse)]
+    assert tracker.finish() == str(run_dir / "eval.png")
     with Image.open(run_dir / "eval.png") as im:
         assert im.format == "PNG"
 
@@ -90,6 +91,7 @@ def test_every_metric_gets_a_column_a_panel_and_best_follows_fid(tmp_path):
     assert list(table[0]) == ["step", *first, "seconds"]
     assert [float(r["kid_mean"]) for r in table] == [first["kid_mean"], second["kid_mean"]]
     assert [float(r["recall"]) for r in table] == [first["recall"], second["recall"]]
+    tracker.finish()
     with Image.open(run_dir / "eval.png") as im:
         assert im.size[0] >= 4 * 6 * 100  # six panels (fid, kid, isc, precision, recall, f_score) of 4 inches
 
@@ -141,3 +143,26 @@ def test_a_second_extractor_scores_the_same_samples_in_its_own_features(tmp_path
     assert both["second_fid"] != both["fid"]  # another feature space measures another distance
     with open(tmp_path / "both" / "eval.csv", newline="") as f:
         assert {"fid", "kid_mean", "second_fid", "second_kid_mean"} <= set(next(csv.DictReader(f)))
+
+
+def test_the_picture_is_drawn_at_most_every_plot_interval_and_at_finish(tmp_path, monkeypatch):
+    """The CSV follows every evaluation; eval.png waits PLOT_EVERY_S after the last drawing (from the tracker's
+    start), and finish() draws it only when it lags the history."""
+    import acl_dist.eval.tracker as tracker_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(tracker_module.time, "monotonic", lambda: clock[0])
+    cfg = EvalConfig(every=1, num_samples=100, batch_size=25)
+    run_dir = tmp_path / "run"
+    tracker = EvalTracker(cfg, str(run_dir), "cpu", lambda: digits(100).split(50))
+    tracker.evaluate(1, generator(0.8))
+    assert rows(run_dir)[0][0] == 1 and not (run_dir / "eval.png").exists() and not tracker.plotted
+    clock[0] += tracker_module.PLOT_EVERY_S
+    tracker.evaluate(2, generator(0.0))
+    assert tracker.plotted and (run_dir / "eval.png").exists()
+    assert tracker.finish() is None  # up to date: nothing to draw
+    (run_dir / "eval.png").unlink()
+    clock[0] += tracker_module.PLOT_EVERY_S - 1
+    tracker.evaluate(3, generator(0.5))
+    assert not tracker.plotted and not (run_dir / "eval.png").exists()
+    assert tracker.finish() == str(run_dir / "eval.png") and (run_dir / "eval.png").exists() and tracker.plotted
