@@ -67,6 +67,7 @@ PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, 
 SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
 CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate
 ALG1 = {"method.rec_updates_generator": False}  # Algorithm 1, line 11: L_rec updates E alone
+DIAGNOSTICS = "repro.table1:diagnostics"  # what an ACL run's training process computes after its last step
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,10 @@ class Spec:
                      "eval.metrics=[fid,kid]", "train.ckpt_every=0", f"train.sample_every={self.steps}",
                      "log.trackers=[]", "train.log_every=50" if s.eval_every % 50 == 0 else "train.log_every=1",
                      *s.extra, f"run.seed={self.seed}", *_overrides(dict(self.values))]
-        return Job(name, f"recipes/mnist/{self.method}.yaml", overrides)
+        from acl_dist.methods.registry import method_class
+
+        then = DIAGNOSTICS if method_class(self.method).encode_nets else ""
+        return Job(name, f"recipes/mnist/{self.method}.yaml", overrides, then)
 
     def need(self, s: Settings) -> rec.Need:
         fp = job_fingerprint(self.job(s))
@@ -330,24 +334,18 @@ def _diagnostic_curve(run_dir: str, every: int) -> list[dict]:
 
 
 def final_diagnostics(run_dir: str, method: str) -> dict:
-    """Reconstruction FD and code MMD² of a finished run's last checkpoint (``repro.table1.diagnostics``), computed
-    in a fresh interpreter: a campaign process lives for hours while the code on disk may change under it, and a
-    lazy import then mixes two versions of the package (it did: an ImportError cost one record its diagnostics).
-    A method without an encoder has none, and costs no process."""
-    import subprocess
-    import sys
-
+    """Reconstruction FD and code MMD² of a finished run's last checkpoint (``repro.table1.diagnostics``), as the
+    training process computed them after its last step (``DIAGNOSTICS``, through ``repro.run_job``): not in this
+    process, which lives for hours while the code on disk may change under it (a lazy import then mixed two
+    versions of the package and cost a record its diagnostics), and not in an interpreter of its own, whose
+    start-up was most of a tiny run's time. A method without an encoder has none."""
     from acl_dist.methods.registry import method_class
+    from repro.run_job import RESULT
 
     if not method_class(method).encode_nets:
         return {"recon_fd": None, "code_mmd": None}
-
-    code = "import json, sys; from repro.table1 import diagnostics; print(json.dumps(diagnostics(sys.argv[1])))"
-    proc = subprocess.run([sys.executable, "-c", code, run_dir], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
-    if proc.returncode:
-        raise ReproError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    with open(os.path.join(run_dir, RESULT)) as f:
+        return json.load(f)
 
 
 def make_record(sp: Spec, s: Settings, run_dir: str, wall_s: float, device: str, resumed: bool) -> dict:

@@ -38,6 +38,8 @@ class Job:
     name: str  # run name, unique within the report
     recipe: str  # path relative to the repository
     overrides: list[str] = field(default_factory=list)
+    then: str = ""  # "module:function" called with the run directory after training, in the training process
+    # (``repro.run_job``): not part of what the run computes, so not of its fingerprint
 
     def run_dir(self, runs_root: str) -> str:
         return os.path.join(runs_root, self.name)
@@ -133,7 +135,8 @@ def _run_one(job: Job, runs_root: str, device: str = "cpu") -> str:
     run_dir = job.run_dir(runs_root)
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "train.log")
-    cmd = [sys.executable, "-m", "acl_dist", "train", os.path.join(REPO, job.recipe),
+    start = ["-m", "repro.run_job", run_dir, job.then] if job.then else ["-m", "acl_dist", "train"]
+    cmd = [sys.executable, *start, os.path.join(REPO, job.recipe),
            f"run.out_dir={runs_root}", f"run.name={job.name}", "train.progress=false", f"launch.device={device}",
            *job.overrides]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

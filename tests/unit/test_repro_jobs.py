@@ -54,3 +54,30 @@ def test_an_unfinished_run_resumes(tmp_path):
     os.remove(os.path.join(run_dir, "checkpoints", "step-00000003", "COMPLETE"))
     to_train, shares = plan([_job("x"), _job("y")], str(tmp_path))
     assert [j.name for j in to_train] == ["x"] and shares == {"y": run_dir}
+
+
+def _count_checkpoints(run_dir: str) -> dict:
+    return {"checkpoints": len(os.listdir(os.path.join(run_dir, "checkpoints")))}
+
+
+def _broken_diagnostic(run_dir: str) -> dict:
+    raise ValueError(f"nothing to measure in {os.path.basename(run_dir)}")
+
+
+@pytest.mark.parametrize("then, expected", [
+    (f"{__name__}:_count_checkpoints", {"checkpoints": 1}),
+    (f"{__name__}:_broken_diagnostic", {"error": "ValueError: nothing to measure in run"})])
+def test_a_job_computes_after_training_in_its_own_process_and_a_failure_keeps_the_run(tmp_path, then, expected):
+    """``repro.run_job``: train, then the function on the run directory; its result (or its error) in
+    after_training.json, exit 0 either way (the run is trained and checkpointed)."""
+    import json
+
+    from repro.run_job import RESULT, main
+    from tests.conftest import tiny_overrides
+
+    run_dir = str(tmp_path / "run")
+    code = main([run_dir, then, os.path.join(REPO, RECIPE), *tiny_overrides("gan", str(tmp_path), "run.name=run",
+                                                                              "train.steps=2", "eval.every=0")])
+    assert code == 0 and os.path.isdir(os.path.join(run_dir, "checkpoints"))
+    with open(os.path.join(run_dir, RESULT)) as f:
+        assert json.load(f) == expected
