@@ -14,13 +14,13 @@ reporting stale numbers.
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-import yaml
 from tqdm import tqdm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,15 +65,24 @@ def job_fingerprint(job: Job) -> dict:
     return fingerprint(to_dict(load_recipe(os.path.join(REPO, job.recipe), job.overrides)))
 
 
+_SAVED: dict[tuple, dict] = {}  # (recipe.yaml's path, mtime, size) -> its fingerprint: a report plans ten times
+# over the same few hundred run directories
+
+
 def saved_fingerprint(run_dir: str) -> dict | None:
     """The fingerprint of the run in ``run_dir`` (its saved resolved recipe), None when there is none."""
-    from acl_dist.config import recipe_from_dict, to_dict
+    from acl_dist.config import read_yaml, recipe_from_dict, to_dict
 
     path = os.path.join(run_dir, "recipe.yaml")
-    if not os.path.isfile(path):
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
         return None
-    with open(path) as f:
-        return fingerprint(to_dict(recipe_from_dict(yaml.safe_load(f), strict=False)))
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _SAVED:
+        with open(path) as f:
+            _SAVED[key] = fingerprint(to_dict(recipe_from_dict(read_yaml(f), strict=False)))
+    return copy.deepcopy(_SAVED[key])
 
 
 def finished(run_dir: str) -> bool:

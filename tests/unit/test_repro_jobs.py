@@ -20,7 +20,7 @@ def _fake_finished_run(runs_root: str, job: Job, steps: int = 3, *extra: str) ->
     """A run directory as the trainer leaves it: the resolved recipe and a complete final checkpoint."""
     run_dir = job.run_dir(runs_root)
     recipe = load_recipe(os.path.join(REPO, job.recipe), [*job.overrides, *extra, f"run.name={job.name}"])
-    os.makedirs(os.path.join(run_dir, "checkpoints", f"step-{steps:08d}"))
+    os.makedirs(os.path.join(run_dir, "checkpoints", f"step-{steps:08d}"), exist_ok=True)
     open(os.path.join(run_dir, "checkpoints", f"step-{steps:08d}", "COMPLETE"), "w").close()
     with open(os.path.join(run_dir, "recipe.yaml"), "w") as f:
         f.write(dump_recipe(recipe))
@@ -47,6 +47,31 @@ def test_a_run_of_other_settings_under_the_jobs_name_stops_the_report(tmp_path):
     _fake_finished_run(str(tmp_path), _job("table1-gan-seed0"), 3, "optim.lr=1e-3")
     with pytest.raises(ReproError, match=r"other settings \(optim.lr 0.001 -> 0.0002\)"):
         plan([_job("table1-gan-seed0")], str(tmp_path))
+
+
+def test_a_run_directory_rewritten_with_other_settings_is_read_anew(tmp_path):
+    """saved_fingerprint's cache follows the file: a plan after the directory was trained again at other
+    settings sees them."""
+    _fake_finished_run(str(tmp_path), _job("table1-gan-seed0"))
+    assert plan([_job("table1-gan-seed0")], str(tmp_path)) == ([], {})
+    _fake_finished_run(str(tmp_path), _job("table1-gan-seed0"), 3, "optim.lr=1e-3")
+    with pytest.raises(ReproError, match=r"other settings \(optim.lr 0.001 -> 0.0002\)"):
+        plan([_job("table1-gan-seed0")], str(tmp_path))
+
+
+def test_every_shipped_recipe_reads_as_yaml_safe_load_reads_it():
+    import glob
+
+    import yaml
+
+    from acl_dist.config import read_yaml
+
+    paths = glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True)
+    assert len(paths) > 20
+    for path in paths:
+        with open(path) as f:
+            text = f.read()
+        assert read_yaml(text) == yaml.safe_load(text), path
 
 
 def test_an_unfinished_run_resumes(tmp_path):
