@@ -68,6 +68,10 @@ def _scores(run_dir: str) -> dict:
             "best": min(r["fid"] for r in rows), "parzen": parzen}
 
 
+_DIAGNOSED: dict[tuple, dict] = {}  # (run directory, its newest checkpoint) -> diagnostics: several reports
+# measure the same (linked) runs
+
+
 @torch.no_grad()
 def diagnostics(run_dir: str) -> dict:
     """Where an encoder method's sample quality goes: its decoder on the encoder's own codes (FD of
@@ -75,6 +79,20 @@ def diagnostics(run_dir: str) -> dict:
     1,000) and, for methods that learn a code generator, how far Gz(z) is from E(x) (MMD² of standardised
     codes, ``stats.code_mmd2``). Samples are Dec(Gz(z)), so a good reconstruction FD with a poor sample FD and
     a large code MMD² means the code GAN (L_Z) is the bottleneck."""
+    from acl_dist.methods.registry import method_class
+    from acl_dist.training.checkpoint import latest_checkpoint
+    from repro.jobs import saved_fingerprint
+
+    saved = saved_fingerprint(run_dir)
+    if saved is not None and not method_class(saved["method"]["name"]).encode_nets:
+        return {"recon_fd": None, "code_mmd": None}  # nothing to measure: no checkpoint to load
+    key = (os.path.realpath(run_dir), latest_checkpoint(run_dir))
+    if key not in _DIAGNOSED:
+        _DIAGNOSED[key] = _measure_diagnostics(run_dir)
+    return dict(_DIAGNOSED[key])
+
+
+def _measure_diagnostics(run_dir: str) -> dict:
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
     from acl_dist.stats import code_mmd2

@@ -106,3 +106,18 @@ def test_a_job_computes_after_training_in_its_own_process_and_a_failure_keeps_th
     assert code == 0 and os.path.isdir(os.path.join(run_dir, "checkpoints"))
     with open(os.path.join(run_dir, RESULT)) as f:
         assert json.load(f) == expected
+
+
+def test_diagnostics_load_nothing_for_a_method_without_encoder_and_measure_a_checkpoint_once(tmp_path, monkeypatch):
+    from repro import table1
+
+    gan = _fake_finished_run(str(tmp_path), _job("gan"))  # no weights in it: loading it would fail
+    assert table1.diagnostics(gan) == {"recon_fd": None, "code_mmd": None}
+    measured = []
+    monkeypatch.setattr(table1, "_measure_diagnostics", lambda d: measured.append(d) or {"recon_fd": 1.0})
+    acl = _fake_finished_run(str(tmp_path), Job("acl", "recipes/digits/acl_gan.yaml", ["train.steps=3"]))
+    assert table1.diagnostics(acl) == table1.diagnostics(acl) == {"recon_fd": 1.0} and len(measured) == 1
+    os.makedirs(os.path.join(acl, "checkpoints", "step-00000004"))
+    open(os.path.join(acl, "checkpoints", "step-00000004", "COMPLETE"), "w").close()
+    table1.diagnostics(acl)
+    assert len(measured) == 2  # a newer checkpoint is measured anew
