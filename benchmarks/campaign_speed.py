@@ -61,18 +61,6 @@ def build_trainer(method: str, extra: list[str], out_dir: str):
     return Trainer(load_recipe(job.recipe, overrides))
 
 
-def one_step(trainer):
-    """One training step as ``Trainer.train`` runs it, EMA included."""
-    batches, sums = iter(trainer.stream), {}
-
-    def step() -> None:
-        trainer.train_step(batches, sums)
-        trainer.step += 1
-        trainer.ema.update(trainer._sampling_nets(), trainer.step)
-
-    return step
-
-
 def wait_for_peers(barrier: str, peers: int) -> None:
     """Say this process is ready, then wait until ``peers`` processes are (files in the ``barrier`` directory)."""
     open(os.path.join(barrier, f"{os.getpid()}.ready"), "w").close()
@@ -125,11 +113,12 @@ def cause(name: str, shapes: list, values: list) -> str:
 
 def worker(args: argparse.Namespace) -> None:
     import torch
+    from train_step import our_step  # this folder is on the path of a script run from it
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(args.method, args.set, out)
-        step = one_step(trainer)
+        step = our_step(trainer)  # one step as Trainer.train runs it, EMA included
         for _ in range(args.warmup):
             step()
         result = {"threads": args.threads}

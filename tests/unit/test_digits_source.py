@@ -1,13 +1,11 @@
 """scikit-learn's digits, read from the installed file without importing scikit-learn."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from acl_dist.data.shard_inputs import builtin_input
 from acl_dist.data.sources.digits import digits_arrays, digits_tensors
+from tests.images import imports_module
 
 
 def test_the_digits_are_load_digits_value_for_value():
@@ -28,7 +26,5 @@ def test_the_digits_are_load_digits_value_for_value():
 @pytest.mark.slow  # starts a process
 def test_reading_the_digits_imports_no_sklearn():
     """Importing scikit-learn costs about 1.7 s of every digits run's start on one thread."""
-    code = ("import sys; from acl_dist.data.sources.digits import digits_tensors; digits_tensors(16, 1); "
-            "print('sklearn' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert not imports_module("from acl_dist.data.sources.digits import digits_tensors; digits_tensors(16, 1)",
+                              "sklearn")

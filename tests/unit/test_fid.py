@@ -11,7 +11,7 @@ from PIL import Image
 from acl_dist.eval.extractors import build_extractor, extract_features, to_uint8_rgb
 from acl_dist.eval.fid import FeatureStats, fid_from_stats, shard_sizes, stats_cache_path
 from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, reference_set
-from tests.images import digits, fakes
+from tests.images import Uint8Images, digits, fakes
 from tests.numerics import U64, fid_reorder_tolerance, fid_vs_float32_means_tolerance, reordered_sum_bound
 
 
@@ -45,18 +45,6 @@ def sequential(images: torch.Tensor):
     return generate, asked
 
 
-class _Uint8(torch.utils.data.Dataset):
-    """What torch-fidelity takes as an in-memory input: a Dataset of uint8 [3, H, W]."""
-
-    def __init__(self, images):
-        self.x = to_uint8_rgb(images)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i]
-
 
 def test_stats_equal_numpy_mean_and_cov():
     f = torch.randn(300, 7, dtype=torch.float64) * 3 + 5
@@ -88,7 +76,7 @@ def test_fid_equals_torch_fidelity_calculate_metrics(tmp_path):
     for i, img in enumerate(to_uint8_rgb(fake)):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
     theirs = torch_fidelity.calculate_metrics(
-        input1=str(folder), input2=_Uint8(real), fid=True, feature_extractor="digits-cnn",
+        input1=str(folder), input2=Uint8Images(real), fid=True, feature_extractor="digits-cnn",
         cuda=False, save_cpu_ram=True, cache=False, verbose=False, batch_size=50,
     )["frechet_inception_distance"]
     assert ours > 1.0

@@ -10,7 +10,7 @@ import torch
 import torch_fidelity
 
 from acl_dist.distributed import gather_rows_to_main
-from acl_dist.eval.extractors import build_extractor, extract_features, to_uint8_rgb
+from acl_dist.eval.extractors import build_extractor, extract_features
 from acl_dist.eval.fid import stats_cache_path
 from acl_dist.eval.metrics import (
     KEYS,
@@ -20,7 +20,7 @@ from acl_dist.eval.metrics import (
     extractor_layers,
     reference_set,
 )
-from tests.images import digits, fakes
+from tests.images import Uint8Images, digits, fakes
 from tests.numerics import fid_vs_float32_means_tolerance
 
 ALL = ("fid", "kid", "isc", "prc")
@@ -31,16 +31,6 @@ THEIRS = {"fid": "frechet_inception_distance", "kid_mean": "kernel_inception_dis
 
 
 
-
-class _Uint8(torch.utils.data.Dataset):
-    def __init__(self, images):
-        self.x = to_uint8_rgb(images)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i]
 
 
 THEIR_BATCH = 50  # torch-fidelity's batch size here; ours extracts in the same batches, so each feature is the
@@ -56,7 +46,7 @@ def ours(real, fake, options, batch=THEIR_BATCH):
 
 def theirs(real, fake, **kwargs):
     return torch_fidelity.calculate_metrics(
-        input1=_Uint8(fake), input2=_Uint8(real), fid=True, kid=True, isc=True, prc=True,
+        input1=Uint8Images(fake), input2=Uint8Images(real), fid=True, kid=True, isc=True, prc=True,
         feature_extractor="digits-cnn", cuda=False, save_cpu_ram=True, cache=False, verbose=False,
         batch_size=THEIR_BATCH,
         **kwargs,

@@ -84,10 +84,6 @@ def test_sample_grids_have_the_bytes_torchvision_save_image_wrote(tmp_path):
 @pytest.mark.slow  # starts a process
 def test_starting_a_run_imports_no_torchvision():
     """torchvision.utils imports torchvision's models and torch._dynamo: 1.8 s of every training process."""
-    import subprocess
-    import sys
+    from tests.images import imports_module
 
-    code = ("import sys; import acl_dist.cli; from acl_dist.training.trainer import Trainer; "
-            "print('torchvision' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert not imports_module("import acl_dist.cli; from acl_dist.training.trainer import Trainer", "torchvision")
