@@ -23,23 +23,10 @@ import torch_fidelity
 from sklearn.datasets import load_digits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-from acl_dist.eval.extractors import build_extractor, to_uint8_rgb  # noqa: E402
+from acl_dist.eval.extractors import TorchFidelityImages, build_extractor  # noqa: E402
 from acl_dist.eval.metrics import MetricOptions, compute_metrics, reference_set  # noqa: E402
 
 KID_PRC = MetricOptions(("kid", "prc"))  # torch-fidelity's defaults: 100 subsets of 1,000, k = 3
-
-
-class Uint8Images(torch.utils.data.Dataset):
-    """torch-fidelity's in-memory input: a Dataset of uint8 [3, H, W]."""
-
-    def __init__(self, images: torch.Tensor):
-        self.x = to_uint8_rgb(images)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.x[i]
 
 
 def make_images(num: int, seed: int, noise: float) -> torch.Tensor:
@@ -58,7 +45,7 @@ def ours(real: torch.Tensor, fake: torch.Tensor, batch: int, options: MetricOpti
 
 def theirs(real: torch.Tensor, fake: torch.Tensor, batch: int, kid_prc: bool = False) -> dict:
     out = torch_fidelity.calculate_metrics(
-        input1=Uint8Images(fake), input2=Uint8Images(real), fid=not kid_prc, kid=kid_prc, prc=kid_prc,
+        input1=TorchFidelityImages(fake), input2=TorchFidelityImages(real), fid=not kid_prc, kid=kid_prc, prc=kid_prc,
         feature_extractor="digits-cnn", cuda=False, save_cpu_ram=True, cache=False, verbose=False, batch_size=batch,
     )
     names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid_mean",

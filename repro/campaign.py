@@ -67,7 +67,6 @@ PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, 
 SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
 CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate
 ALG1 = {"method.rec_updates_generator": False}  # Algorithm 1, line 11: L_rec updates E alone
-DIAGNOSTICS = "repro.table1:diagnostics"  # what an ACL run's training process computes after its last step
 
 
 @dataclass(frozen=True)
@@ -133,10 +132,7 @@ class Spec:
                      "eval.metrics=[fid,kid]", "train.ckpt_every=0", f"train.sample_every={self.steps}",
                      "log.trackers=[]", "train.log_every=50" if s.eval_every % 50 == 0 else "train.log_every=1",
                      *s.extra, f"run.seed={self.seed}", *_overrides(dict(self.values))]
-        from acl_dist.methods.registry import method_class
-
-        then = DIAGNOSTICS if method_class(self.method).encode_nets else ""
-        return Job(name, f"recipes/mnist/{self.method}.yaml", overrides, then)
+        return Job(name, f"recipes/mnist/{self.method}.yaml", overrides, then="diagnostics")
 
     def need(self, s: Settings) -> rec.Need:
         fp = job_fingerprint(self.job(s))
@@ -333,17 +329,14 @@ def _diagnostic_curve(run_dir: str, every: int) -> list[dict]:
     return out
 
 
-def final_diagnostics(run_dir: str, method: str) -> dict:
-    """Reconstruction FD and code MMD² of a finished run's last checkpoint (``repro.table1.diagnostics``), as the
-    training process computed them after its last step (``DIAGNOSTICS``, through ``repro.run_job``): not in this
-    process, which lives for hours while the code on disk may change under it (a lazy import then mixed two
-    versions of the package and cost a record its diagnostics), and not in an interpreter of its own, whose
-    start-up was most of a tiny run's time. A method without an encoder has none."""
-    from acl_dist.methods.registry import method_class
+def final_diagnostics(run_dir: str) -> dict:
+    """Reconstruction FD and code MMD² of a finished run's last checkpoint (``repro.table1.diagnostics``; None for
+    a method without an encoder), as the training process computed them after its last step (``repro.run_job``):
+    not in this process, which lives for hours while the code on disk may change under it (a lazy import then
+    mixed two versions of the package and cost a record its diagnostics), and not in an interpreter of its own,
+    whose start-up was most of a tiny run's time."""
     from repro.run_job import RESULT
 
-    if not method_class(method).encode_nets:
-        return {"recon_fd": None, "code_mmd": None}
     with open(os.path.join(run_dir, RESULT)) as f:
         return json.load(f)
 
@@ -356,7 +349,7 @@ def make_record(sp: Spec, s: Settings, run_dir: str, wall_s: float, device: str,
     if resumed:  # this process only finished the run: its wall time comes from the run's own log
         wall_s = _logged_wall_s(run_dir, sp.steps)
     try:
-        diagnostics = final_diagnostics(run_dir, fp["method"]["name"])
+        diagnostics = final_diagnostics(run_dir)
     except Exception as err:  # a record without them beats losing the run's hours (the error is kept)
         diagnostics = {"error": f"{type(err).__name__}: {err}"}
     return {

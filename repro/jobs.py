@@ -38,8 +38,8 @@ class Job:
     name: str  # run name, unique within the report
     recipe: str  # path relative to the repository
     overrides: list[str] = field(default_factory=list)
-    then: str = ""  # "module:function" called with the run directory after training, in the training process
-    # (``repro.run_job``): not part of what the run computes, so not of its fingerprint
+    then: str = ""  # a task of repro.run_job.AFTER_TRAINING run on the run directory after training, in the
+    # training process: not part of what the run computes, so not of its fingerprint
 
     def run_dir(self, runs_root: str) -> str:
         return os.path.join(runs_root, self.name)

@@ -35,21 +35,6 @@ def frame_count(path: str | os.PathLike, fps: float | None = None) -> int:
     return int(re.findall(r"frame=\s*(\d+)", proc.stderr)[-1])
 
 
-class Uint8Images(torch.utils.data.Dataset):
-    """What torch-fidelity takes as an in-memory input: a Dataset of uint8 [3, H, W] (images in [-1, 1] given)."""
-
-    def __init__(self, images: torch.Tensor):
-        from acl_dist.eval.extractors import to_uint8_rgb
-
-        self.x = to_uint8_rgb(images)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.x[i]
-
-
 def imports_module(code: str, module: str) -> bool:
     """Whether running ``code`` in a fresh interpreter imports ``module`` (start-up cost checks)."""
     import sys

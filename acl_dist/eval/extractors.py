@@ -69,6 +69,20 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grey repeated, as PIL's convert("RGB")
 
 
+class TorchFidelityImages(torch.utils.data.Dataset):
+    """In-memory images as torch-fidelity's ``calculate_metrics(input1=...)`` takes them: a Dataset of uint8
+    [3, H, W] (from [-1, 1] float [B, C, H, W], as ``to_uint8_rgb`` makes them)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.x = to_uint8_rgb(images)  # [B, 3, H, W]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
 class DigitsCNN(nn.Module):
     """A small classifier of 16x16 grey digits; its 64-d penultimate layer is the FID feature space."""
 

@@ -63,6 +63,7 @@ def test_an_interrupted_campaign_continues_from_its_records_on_a_fresh_directory
     assert not any("second_fid" in r["curve"][-1] for r in done if r not in confirmation)  # only they need it
     # the ACL runs' reconstruction FD and code MMD², computed in a fresh interpreter at the end of each run
     assert all(r["final_diagnostics"]["recon_fd"] > 0 for r in done if r["method"] == "acl_gan"), done
+    assert all(r["final_diagnostics"] == {"recon_fd": None, "code_mmd": None} for r in done if r["method"] == "gan")
     assert "FD floor" in text and "Still missing" not in text
     for picture in ("campaign_budget.png", "campaign_training.png", "campaign_samples.png"):
         assert (out / picture).is_file() and f"]({picture})" in text, picture

@@ -8,10 +8,10 @@ import torch
 import torch_fidelity
 from PIL import Image
 
-from acl_dist.eval.extractors import build_extractor, extract_features, to_uint8_rgb
+from acl_dist.eval.extractors import TorchFidelityImages, build_extractor, extract_features, to_uint8_rgb
 from acl_dist.eval.fid import FeatureStats, fid_from_stats, shard_sizes, stats_cache_path
 from acl_dist.eval.metrics import FeatureSet, MetricOptions, compute_metrics, reference_set
-from tests.images import Uint8Images, digits, fakes
+from tests.images import digits, fakes
 from tests.numerics import U64, fid_reorder_tolerance, fid_vs_float32_means_tolerance, reordered_sum_bound
 
 
@@ -76,7 +76,7 @@ def test_fid_equals_torch_fidelity_calculate_metrics(tmp_path):
     for i, img in enumerate(to_uint8_rgb(fake)):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
     theirs = torch_fidelity.calculate_metrics(
-        input1=str(folder), input2=Uint8Images(real), fid=True, feature_extractor="digits-cnn",
+        input1=str(folder), input2=TorchFidelityImages(real), fid=True, feature_extractor="digits-cnn",
         cuda=False, save_cpu_ram=True, cache=False, verbose=False, batch_size=50,
     )["frechet_inception_distance"]
     assert ours > 1.0

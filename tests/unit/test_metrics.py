@@ -10,7 +10,7 @@ import torch
 import torch_fidelity
 
 from acl_dist.distributed import gather_rows_to_main
-from acl_dist.eval.extractors import build_extractor, extract_features
+from acl_dist.eval.extractors import TorchFidelityImages, build_extractor, extract_features
 from acl_dist.eval.fid import stats_cache_path
 from acl_dist.eval.metrics import (
     KEYS,
@@ -20,7 +20,7 @@ from acl_dist.eval.metrics import (
     extractor_layers,
     reference_set,
 )
-from tests.images import Uint8Images, digits, fakes
+from tests.images import digits, fakes
 from tests.numerics import fid_vs_float32_means_tolerance
 
 ALL = ("fid", "kid", "isc", "prc")
@@ -46,7 +46,7 @@ def ours(real, fake, options, batch=THEIR_BATCH):
 
 def theirs(real, fake, **kwargs):
     return torch_fidelity.calculate_metrics(
-        input1=Uint8Images(fake), input2=Uint8Images(real), fid=True, kid=True, isc=True, prc=True,
+        input1=TorchFidelityImages(fake), input2=TorchFidelityImages(real), fid=True, kid=True, isc=True, prc=True,
         feature_extractor="digits-cnn", cuda=False, save_cpu_ram=True, cache=False, verbose=False,
         batch_size=THEIR_BATCH,
         **kwargs,

@@ -89,22 +89,26 @@ def _broken_diagnostic(run_dir: str) -> dict:
     raise ValueError(f"nothing to measure in {os.path.basename(run_dir)}")
 
 
-@pytest.mark.parametrize("then, expected", [
-    (f"{__name__}:_count_checkpoints", {"checkpoints": 1}),
-    (f"{__name__}:_broken_diagnostic", {"error": "ValueError: nothing to measure in run"})])
-def test_a_job_computes_after_training_in_its_own_process_and_a_failure_keeps_the_run(tmp_path, then, expected):
-    """``repro.run_job``: train, then the function on the run directory; its result (or its error) in
-    after_training.json, exit 0 either way (the run is trained and checkpointed)."""
+@pytest.mark.parametrize("task, expected", [
+    (_count_checkpoints, {"checkpoints": 1}),
+    (_broken_diagnostic, {"error": "ValueError: nothing to measure in run"})])
+def test_a_job_computes_after_training_in_its_own_process_and_a_failure_keeps_the_run(tmp_path, monkeypatch, task,
+                                                                                      expected):
+    """``repro.run_job``: train, then the named task on the run directory; its result (or its error) in
+    after_training.json, exit 0 either way (the run is trained and checkpointed). An unknown task stops before
+    training."""
     import json
 
-    from repro.run_job import RESULT, main
+    from repro import run_job
     from tests.conftest import tiny_overrides
 
+    monkeypatch.setitem(run_job.AFTER_TRAINING, "task", task)
     run_dir = str(tmp_path / "run")
-    code = main([run_dir, then, os.path.join(REPO, RECIPE), *tiny_overrides("gan", str(tmp_path), "run.name=run",
-                                                                              "train.steps=2", "eval.every=0")])
-    assert code == 0 and os.path.isdir(os.path.join(run_dir, "checkpoints"))
-    with open(os.path.join(run_dir, RESULT)) as f:
+    train = [os.path.join(REPO, RECIPE), *tiny_overrides("gan", str(tmp_path), "run.name=run", "train.steps=2",
+                                                         "eval.every=0")]
+    assert run_job.main([run_dir, "no such task", *train]) == 2 and not os.path.exists(run_dir)
+    assert run_job.main([run_dir, "task", *train]) == 0 and os.path.isdir(os.path.join(run_dir, "checkpoints"))
+    with open(os.path.join(run_dir, run_job.RESULT)) as f:
         assert json.load(f) == expected
 
 
