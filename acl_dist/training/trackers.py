@@ -145,6 +145,8 @@ class AccelerateTracker:
             self.tracker.log_images({key: [pixels]}, step=step)
 
     def close(self) -> None:
+        """Finish the tracker's run. wandb 0.31 may return from ``finish`` before its service has written an
+        offline run's file; the process's exit (or ``wandb.teardown()``) writes it."""
         self.tracker.finish()
 
 
