@@ -6,21 +6,23 @@ Everything a verdict rests on is declared here, before any run of the campaign w
   held-out digits in mnist-cnn features, every ``EVAL_EVERY`` steps; KID beside it in the same features.
 - **Primary metric at budget B**: the mean FD of a run's evaluations in (``WINDOW`` x B, B]; it means the same at
   any evaluation density. Lower is better.
-- **Budget per family** (``plateau_budget``): the base and the ACL method at their recipes' settings train
-  ``LONG_STEPS`` steps on ``SELECTION_SEEDS``; on each one's mean curve over those seeds, the budget is the
-  first B (from ``MIN_BUDGET``, at evaluation steps) after which no longer budget improves the primary metric
-  by more than ``PLATEAU_TOLERANCE``, and which leaves at least a quarter of the run after it to show that;
-  the family's budget is the larger of the two. No plateau: the budget runs go twice as long (up to
+- **Budget per family** (``plateau_budget``): the base, the ACL method and the family's references at their
+  recipes' settings train ``LONG_STEPS`` steps on ``SELECTION_SEEDS``; on each one's mean curve over those seeds,
+  the budget is the first B (from ``MIN_BUDGET``, at evaluation steps) after which no longer budget improves the
+  primary metric by more than ``PLATEAU_TOLERANCE``, and which leaves at least a quarter of the run after it to
+  show that; the family's budget is the largest of them. No plateau: the budget runs go twice as long (up to
   ``MAX_LONG_STEPS``; their records are the same runs continued, by key). R3GAN's schedules (learning rate,
   beta2, gamma, augmentation, EMA half-life) run over the run itself, so its budget runs are runs of that
   horizon, and every later run of budget B is a run of horizon B (its key keeps ``train.steps``; its EMA
   half-life keeps the recipe's share of the horizon, ``_horizon_overrides``).
 - **Selection at B** on the same seeds: each base screens its recipe, lr x2, lr x4 (bracketing the largest
   rate the 500-step screen picked), Adam betas and critic steps (R3GAN, as many: lr x2 and /2, gamma x10 and
-  /10 around the CIFAR-10 preset's); each ACL method the ACL module's own
-  variants (``repro.mnist.ACL_VARIANTS``) on its base's selected settings; the lowest mean primary metric wins.
+  /10 around the CIFAR-10 preset's; AAE, which has no critic steps: lr x2, x4 and /2, beta1 0.9); each ACL
+  method the ACL module's own variants (``repro.mnist.ACL_VARIANTS``; ACL-AE's own, in ``FAMILIES``) on its
+  base's selected settings; the lowest mean primary metric wins.
 - **Confirmation at B** on ``CONFIRM_SEEDS`` (neither selection nor the 500-step report used them): the selected
-  base, the selected ACL method, and Algorithm 1 as written (L_rec updates E alone) on the same settings.
+  base, the selected ACL method, Algorithm 1 as written (L_rec updates E alone) on the same settings, and the
+  family's references at their recipes (compared with the selected ACL method).
 - **Verdict**: Welch's 95% CI of (ACL - base) on the primary metric (``repro.stats.distance_verdict``), in FD and
   in KID; when the two disagree, "depends on the feature space". Goal: a CI half-width no wider than
   ``GOAL_HALF_WIDTH`` of the base's FD, else the seeds that would reach it (``seeds_needed``).
@@ -62,7 +64,8 @@ RECORDS = os.path.join(REPO, "docs", "results", "campaign", "records.jsonl")
 SAMPLES_DIR = os.path.join(REPO, "docs", "results", "campaign", "samples")
 PRIOR_SECONDS_PER_STEP = {  # one thread, two runs on two cores (issue 33's measurement), x1.5 for evaluations
     "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36,
-    "r3gan": 2.7, "acl_r3gan": 3.1}  # R3GAN: 15.6x and 18.1x gan per image (docs/results/campaign/speed.md)
+    "r3gan": 2.7, "acl_r3gan": 3.1,  # R3GAN: 15.6x and 18.1x gan per image (docs/results/campaign/speed.md)
+    "aae": 0.18, "acl_ae": 0.2, "vae": 0.15, "arae": 0.25}  # autoencoders: guesses from gan's, until records
 PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, until a cuda record measures it
 SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
 CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate
@@ -71,11 +74,23 @@ ALG1 = {"method.rec_updates_generator": False}  # Algorithm 1, line 11: L_rec up
 
 @dataclass(frozen=True)
 class Family:
+    """A base, its ACL method (one change: the ACL module), their screens; ``references``: methods of the family
+    that are not the one-change base (the autoencoders' VAE and ARAE), trained at their recipes for the budget
+    and the confirmation and compared with the ACL method, never screened; ``alg1``: whether the ACL method has
+    Algorithm 1's L_rec choice (``method.rec_updates_generator``) to confirm beside the selected variant."""
+
     name: str
     base: str
     acl: str
     base_variants: dict = field(hash=False)
     acl_variants: dict = field(hash=False, default_factory=lambda: dict(ACL_VARIANTS))
+    references: tuple = ()
+    alg1: bool = True
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Every method the family trains; the budget runs are theirs."""
+        return (self.base, self.acl, *self.references)
 
 
 FAMILIES = (
@@ -85,6 +100,17 @@ FAMILIES = (
     Family("wgan_gp", "wgan_gp", "acl_gan_gp", {
         "recipe": {}, "lr_x2": {"optim.lr": 2.0e-4}, "lr_x4": {"optim.lr": 4.0e-4}, "beta1_0.5": {"optim.beta1": 0.5},
         "d_steps_5": {"method.d_steps": 5}}),
+    # The autoencoders (the paper's Fig. 6, 7): AAE is ACL-AE's one-change base (the same trunk, optimiser and
+    # code critic; ACL-AE learns a code generator for E's codes where AAE pulls E's codes to the prior). Its
+    # screen brackets the learning rate on both sides and tries Adam's default beta1 (it has no critic steps);
+    # ACL-AE's screen is its ACL module's own: the code nets' optimiser, raw codes, two code-critic steps. VAE and
+    # ARAE are references at their recipes (ARAE: the paper's Fig. 7 comparison).
+    Family("autoencoder", "aae", "acl_ae", {
+        "recipe": {}, "lr_x2": {"optim.lr": 4.0e-4}, "lr_x4": {"optim.lr": 8.0e-4}, "lr_half": {"optim.lr": 1.0e-4},
+        "beta1_0.9": {"optim.beta1": 0.9}}, {
+        "recipe": {}, "base_code_opt": {"optim.lr_per_net": {}, "optim.betas_per_net": {}},
+        "raw_codes": {"method.encoder_code_norm": "none"}, "code_d_steps_2": {"method.code_d_steps": 2}},
+        references=("vae", "arae"), alg1=False),
     # R3GAN on the CIFAR-10 preset (recipes/mnist/r3gan.yaml): as many settings as the other bases, bracketing the
     # preset's learning rate and gamma on both sides (each scales both ends of its linear schedule)
     Family("r3gan", "r3gan", "acl_r3gan", {
@@ -245,14 +271,14 @@ def family_state(f: Family, s: Settings, records: list[dict]) -> FamilyState:
     st = FamilyState(f)
     long_steps = s.long_steps
     while True:
-        specs = [spec(m, "recipe", {}, seed, long_steps) for m in (f.base, f.acl) for seed in s.selection_seeds]
+        specs = [spec(m, "recipe", {}, seed, long_steps) for m in f.methods for seed in s.selection_seeds]
         found, missing = _records_for(specs, s, records)
         st.long_steps = long_steps
         if missing:
             st.missing = missing
             return st
         st.budgets = {m: plateau_budget(mean_curve([r["curve"] for r in found[f"{m}/recipe"]]), long_steps,
-                                        s.min_budget) for m in (f.base, f.acl)}
+                                        s.min_budget) for m in f.methods}
         if all(b is not None for b in st.budgets.values()) or long_steps * 2 > s.max_long_steps:
             break
         long_steps *= 2
@@ -280,13 +306,14 @@ def family_state(f: Family, s: Settings, records: list[dict]) -> FamilyState:
 
 
 def confirm_arms(f: Family, base_values: dict, acl_choice: str) -> list[tuple[str, str, dict]]:
-    """(variant label, method, overrides) of the confirmation: the selected base, the selected ACL method, and
-    Algorithm 1 as written on the same settings (unless that is the selected one)."""
+    """(variant label, method, overrides) of the confirmation: the selected base, the selected ACL method,
+    Algorithm 1 as written on the same settings (unless that is the selected one, or the method has no such
+    choice), and the family's references at their recipes."""
     acl_values = {**base_values, **f.acl_variants[acl_choice]}
     arms = [("selected", f.base, base_values), ("selected", f.acl, acl_values)]
-    if acl_values.get("method.rec_updates_generator") is not False:
+    if f.alg1 and acl_values.get("method.rec_updates_generator") is not False:
         arms.append(("alg1", f.acl, {**acl_values, **ALG1}))
-    return arms
+    return arms + [("reference", m, {}) for m in f.references]
 
 
 def plan(s: Settings, records: list[dict], families: tuple[Family, ...] = FAMILIES) -> list[FamilyState]:
@@ -313,8 +340,9 @@ def _curve(run_dir: str) -> list[dict]:
 
 def _diagnostic_curve(run_dir: str, every: int) -> list[dict]:
     """At each evaluation step: the image critic's real-fake gap, code MMD², Dc's accuracy, L_rec (the log tick
-    of that step, from metrics.jsonl)."""
-    names = {"gap": None, "code_mmd": "Dc/code_mmd", "dc_acc": "Dc/dc_acc", "rec": "rec/rec"}
+    of that step, from metrics.jsonl; L_rec from the phase that logs it: ACL-GAN's rec, the autoencoders' ae,
+    the VAE's elbo)."""
+    names = {"code_mmd": ("Dc/code_mmd",), "dc_acc": ("Dc/dc_acc",), "rec": ("rec/rec", "ae/rec", "elbo/rec")}
     out = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for row in (json.loads(line) for line in f):
@@ -324,7 +352,7 @@ def _diagnostic_curve(run_dir: str, every: int) -> list[dict]:
             for d in ("Dx", "D"):
                 if f"{d}/d_real" in row:
                     point["gap"] = row[f"{d}/d_real"] - row[f"{d}/d_fake"]
-            point.update({k: row[v] for k, v in names.items() if v and v in row})
+            point.update({k: row[v] for k, candidates in names.items() for v in candidates if v in row})
             out.append(point)
     return out
 

@@ -55,15 +55,23 @@ def _difference_row(title: str, base: str, other: str, b: list[float], o: list[f
             f"{100 * half / d.base_mean:.0f}% | **{distance_verdict(d)}** |"), d
 
 
+def _compared(st: c.FamilyState) -> list[tuple[str, str]]:
+    """(comparator, ACL arm) pairs of the confirmation: every ACL arm against the base, and the selected ACL
+    method against each of the family's references."""
+    f, found = st.family, st.scores["confirmation"]
+    pairs = [(f"{f.base}/selected", label) for label in found if label.startswith(f"{f.acl}/")]
+    return pairs + [(f"{m}/reference", f"{f.acl}/selected") for m in f.references]
+
+
 def _verdicts(st: c.FamilyState) -> list[str]:
-    """FD, KID and second-space FD verdicts of each ACL arm against the base, the goal on the CI's width, the
-    seeds it needs. The verdict stands when every space that measured it agrees; else it depends on the space."""
-    found, budget, f = st.scores["confirmation"], st.budget, st.family
-    base_label = f"{f.base}/selected"
+    """FD, KID and second-space FD verdicts of each ACL arm against the base (and of the selected one against
+    each reference), the goal on the CI's width, the seeds it needs. The verdict stands when every space that
+    measured it agrees; else it depends on the space."""
+    found, budget = st.scores["confirmation"], st.budget
     rows = ["| metric | base | base | other | other | other - base (95% CI) | p (Welch) | CI half-width / base "
             "| verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines = []
-    for label in [lab for lab in found if lab.startswith(f"{f.acl}/")]:
+    for base_label, label in _compared(st):
         verdicts = {}
         for key, name in METRIC_SPACES:
             if not all(key in r["curve"][-1] for r in found[base_label] + found[label]):
@@ -144,7 +152,7 @@ def budget_figure(states: list[c.FamilyState], records: list[dict], s: c.Setting
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(ready), squeeze=False)[0]
     for ax, st in zip(axes, ready):
-        for method, style in ((st.family.base, "--"), (st.family.acl, "-")):
+        for method, (style, _) in _method_styles(st.family).items():
             runs = [c.rec.find(records, c.spec(method, "recipe", {}, seed, st.long_steps).need(s))
                     for seed in s.selection_seeds]
             curve = c.mean_curve([r["curve"] for r in runs])
@@ -162,6 +170,13 @@ def budget_figure(states: list[c.FamilyState], records: list[dict], s: c.Setting
     return path
 
 
+def _method_styles(f: c.Family) -> dict[str, tuple[str, str]]:
+    """{method: (line style, colour)}: the base dashed blue, the ACL method solid red, references dotted."""
+    out = {f.base: ("--", "tab:blue"), f.acl: ("-", "tab:red")}
+    out.update({m: (":", colour) for m, colour in zip(f.references, ("tab:green", "tab:purple", "tab:brown"))})
+    return out
+
+
 TRAINING_PANELS = (("fid", "FD vs held-out (mnist-cnn)", True), ("gap", "critic gap D(real) - D(fake)", False),
                    ("rec", "L_rec (ACL)", False), ("code_mmd", "code MMD² Gz(z) vs E(x) (ACL)", False))
 
@@ -177,7 +192,7 @@ def training_figure(states: list[c.FamilyState], records: list[dict], s: c.Setti
     for st in states:
         runs = {m: [r for seed in s.selection_seeds
                     if (r := c.rec.find(records, c.spec(m, "recipe", {}, seed, st.long_steps).need(s)))]
-                for m in (st.family.base, st.family.acl)}
+                for m in st.family.methods}
         if any(runs.values()):
             rows.append((st, runs))
     if not rows:
@@ -187,7 +202,7 @@ def training_figure(states: list[c.FamilyState], records: list[dict], s: c.Setti
     grid = fig.subplots(len(rows), len(TRAINING_PANELS), squeeze=False)
     for axes, (st, runs) in zip(grid, rows):
         for (key, title, log), ax in zip(TRAINING_PANELS, axes):
-            for colour, (method, style) in zip(("tab:blue", "tab:red"), ((st.family.base, "--"), (st.family.acl, "-"))):
+            for method, (style, colour) in _method_styles(st.family).items():
                 for i, r in enumerate(runs[method]):
                     points = [p for p in (r["curve"] if key == "fid" else r["diagnostics"]) if key in p]
                     if points:
@@ -233,13 +248,14 @@ def samples_figure(states: list[c.FamilyState], samples_dir: str, path: str) -> 
 
 def _family_section(st: c.FamilyState, floor: str, shared: list[str]) -> list[str]:
     f = st.family
-    out = [f"## {f.name} family: {f.base} and {f.acl}", ""]
+    references = f" (references at their recipes, never screened: {', '.join(f.references)})" if f.references else ""
+    out = [f"## {f.name} family: {f.base} and {f.acl}{references}", ""]
     if st.budget is None:
         out.append(f"Budget runs ({st.long_steps} steps, on the selection seeds) not all recorded yet: no budget.")
     else:
-        words = {m: (str(b) if b is not None else f"no plateau within {st.long_steps}") for m, b in st.budgets.items()}
-        out.append(f"Budget: **{st.budget} steps** (plateau of {f.base}: {words[f.base]}; of {f.acl}: "
-                   f"{words[f.acl]}; runs of {st.long_steps} steps).")
+        words = "; ".join(f"of {m}: {b if b is not None else f'no plateau within {st.long_steps}'}"
+                          for m, b in st.budgets.items())
+        out.append(f"Budget: **{st.budget} steps** (plateau {words}; runs of {st.long_steps} steps).")
     for stage in ("base screen", "ACL screen"):
         if stage in st.scores:
             method = f.base if stage == "base screen" else f.acl

@@ -111,6 +111,44 @@ def test_r3gan_runs_keep_their_ema_half_life_a_quarter_of_the_horizon_at_every_b
     assert ten.need(s).key != twenty.need(s).key
     assert not any(o.startswith("train.ema_halflife") for o in campaign.spec("gan", "recipe", {}, 0, 20_000).job(s)
                    .overrides)
-    assert [f.name for f in campaign.FAMILIES] == ["gan", "wgan_gp", "r3gan"]
-    r3gan = campaign.FAMILIES[2]
+    # the issue's order: the GAN pair, WGAN-GP, the autoencoders, then R3GAN
+    assert [f.name for f in campaign.FAMILIES] == ["gan", "wgan_gp", "autoencoder", "r3gan"]
+    r3gan = campaign.FAMILIES[3]
     assert len(r3gan.base_variants) == len(campaign.FAMILIES[1].base_variants)  # the same tuning effort
+
+
+def _fabricated(sp: campaign.Spec, s: campaign.Settings) -> dict:
+    """A record for ``sp`` as a finished run would leave it: an FD curve that falls and flattens at step 4."""
+    level = {"acl_ae": 40.0, "aae": 60.0, "vae": 50.0, "arae": 90.0}.get(sp.method, 70.0) + sp.seed % 7
+    curve = [{"step": t, "fid": level * (2.0 if t < 4 else 1.0)} for t in range(s.eval_every, sp.steps + 1,
+                                                                                s.eval_every)]
+    return {"key": sp.need(s).key, "steps": sp.steps, "eval_every": s.eval_every, "label": sp.label,
+            "method": sp.method, "seed": sp.seed, "curve": curve, "overrides": [], "diagnostics": []}
+
+
+def test_the_autoencoder_family_trains_its_references_beside_base_and_acl_and_confirms_acl_against_each():
+    """AAE is ACL-AE's one-change base; VAE and ARAE are references: in the budget runs and the confirmation at
+    their recipes, never screened, each compared with the selected ACL-AE; ACL-AE has no Algorithm 1 arm."""
+    from repro.campaign_report import _verdicts
+
+    family = next(f for f in campaign.FAMILIES if f.name == "autoencoder")
+    assert (family.base, family.acl, family.references, family.alg1) == ("aae", "acl_ae", ("vae", "arae"), False)
+    assert len(family.base_variants) == len(campaign.FAMILIES[0].base_variants)  # the same tuning effort
+    assert len(family.acl_variants) == len(campaign.ACL_VARIANTS)
+    s, recorded, stages = campaign.Settings.tiny(), [], []
+    while True:
+        st = campaign.family_state(family, s, recorded)
+        if not st.missing:
+            break
+        stages.append((st.stage, sorted({sp.label for sp in st.missing})))
+        recorded += [_fabricated(sp, s) for sp in st.missing]
+    assert stages[0] == ("budget", ["aae/recipe", "acl_ae/recipe", "arae/recipe", "vae/recipe"])
+    assert [stage for stage, _ in stages] == ["budget", "base screen", "ACL screen", "confirmation"]
+    assert all(label.startswith("aae/") for label in stages[1][1])  # the references are never screened
+    assert stages[3][1] == ["aae/selected", "acl_ae/selected", "arae/reference", "vae/reference"]  # no alg1 arm
+    assert st.stage == "done" and st.budget == 4 and set(st.budgets) == {"aae", "acl_ae", "vae", "arae"}
+    text = "\n".join(_verdicts(st))
+    for comparator in ("aae/selected", "vae/reference", "arae/reference"):
+        assert f"- **acl_ae/selected against {comparator}: " in text, text
+    # seeds 200 and 201: levels 50 + 4, 50 + 5 and 40 + 4, 40 + 5
+    assert "| FD | vae/reference | 54.5 ± 0.7 | acl_ae/selected | 44.5 ± 0.7 |" in text
