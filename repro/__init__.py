@@ -11,7 +11,8 @@ held-out FD, selection and confirmation seeds), ``r3gan`` (R3GAN against WGAN-GP
 MNIST testbed), ``r3gan_screen`` (R3GAN given WGAN-GP's tuning effort, on the selection seeds), ``all``; and,
 outside ``all``, ``campaign`` (every family trained to its plateau, selection and confirmation at that budget:
 days of CPU time, run a session at a time with ``--time-budget MINUTES``, continued from the committed records
-in docs/results/campaign/records.jsonl).
+in docs/results/campaign/records.jsonl), and ``drift`` (why the campaign's acl_gan runs worsen late: their code
+paths measured at every checkpoint).
 ``--budget full`` is what the committed report used; ``--budget tiny`` runs every part
 in a minute or two with toy-sized nets (what the tests run); ``--budget gpu`` is mnist's grid for one GPU
 (``--device cuda --jobs N``: N runs at once on it). Training runs go under ``--runs`` and resume.
@@ -25,6 +26,7 @@ import time
 
 PARTS = ("prior", "table1", "interpolation", "ablation", "lazy", "mnist", "r3gan", "r3gan_screen")
 CAMPAIGN = "campaign"  # not in ``all``: it trains for days, a session at a time (--time-budget)
+DRIFT = "drift"  # not in ``all``: a diagnosis of the campaign's acl_gan runs (an hour of CPU)
 
 
 def _part(name: str):
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     from repro.jobs import default_parallel
 
     p = argparse.ArgumentParser(prog="acl-dist repro", description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=(*PARTS, CAMPAIGN, "all"))
+    p.add_argument("part", choices=(*PARTS, CAMPAIGN, DRIFT, "all"))
     p.add_argument("--budget", choices=("full", "session", "tiny", "gpu"), default="full",
                    help="full: the recipes' steps; session: mnist's and r3gan's grids at a third of the steps (what "
                    "one CPU session affords); tiny: seconds, toy-sized nets (tests); gpu: mnist's grid for one GPU")
