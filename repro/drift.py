@@ -31,7 +31,9 @@ import torch
 from repro.jobs import Job, run_jobs
 from repro.report import write_report
 
-ARMS = {"recipe": {}, "code_d_steps_2": {"method.code_d_steps": 2}}  # the second: Dc two steps per Gz step
+ARMS = {"recipe": {},
+        "code_d_steps_2": {"method.code_d_steps": 2},  # a stronger code critic: two Dc steps per Gz step
+        "code_wgan_gp": {"method.code_loss": "wgan_gp"}}  # a Wasserstein code critic with its gradient penalty
 METRICS = ("sample_fd", "recon_fd", "gauss_fd", "moved_fd", "shift", "sd_ratio", "code_mmd", "e_move", "gz_move")
 FULL = {"steps": 6000, "every": 500, "samples": 5000, "seeds": (0,), "extra": []}
 
