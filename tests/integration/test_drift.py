@@ -21,6 +21,8 @@ def test_every_checkpoint_of_every_arm_is_scored_and_reported(tmp_path):
         assert set(rows[-1]) == {"step", *drift.METRICS}
     text = open(path).read()
     assert text.count("| step | sample_fd |") == len(drift.ARMS) and "](acl_drift.png)" in text
+    late = [r for r in results["drift-recipe-seed0"] if r["step"] > drift.WINDOW * b["steps"]]  # the last one
+    assert f"| drift-recipe-seed0 | {late[0]['sample_fd']:.1f} | {late[0]['recon_fd']:.1f} |" in text  # summary
     assert (tmp_path / "out" / "acl_drift.png").is_file()
     # the code_d_steps_2 arm differs from the recipe in the code critic's steps alone
     assert any("method.code_d_steps=2" in line for line in open(tmp_path / "runs" / "drift" /
