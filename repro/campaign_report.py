@@ -181,17 +181,29 @@ TRAINING_PANELS = (("fid", "FD vs held-out (mnist-cnn)", True), ("gap", "critic 
                    ("rec", "L_rec (ACL)", False), ("code_mmd", "code MMD² Gz(z) vs E(x) (ACL)", False))
 
 
+def _longest_budget_run(method: str, seed: int, long_steps: int, records: list[dict], s: c.Settings) -> dict | None:
+    """The record of ``method``'s budget run on ``seed`` at ``long_steps``, else at half that, down to the
+    campaign's first length; None when none is recorded."""
+    steps = long_steps
+    while steps >= s.long_steps:
+        r = c.rec.find(records, c.spec(method, "recipe", {}, seed, steps).need(s))
+        if r is not None:
+            return r
+        steps //= 2
+    return None
+
+
 def training_figure(states: list[c.FamilyState], records: list[dict], s: c.Settings, path: str) -> str | None:
     """Per family with budget runs recorded, every seed's curves over training: FD, the image critic's gap, L_rec
     and code MMD² (the diagnostics a late drift is read from), base dashed, ACL solid. Drawn from whatever budget
-    runs exist, so it shows what the runs say before the family has a budget."""
+    runs exist, so it shows what the runs say before the family has a budget: each seed's longest recorded budget
+    run (the budget runs double while no plateau shows, and the longer ones come later)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = []
     for st in states:
-        runs = {m: [r for seed in s.selection_seeds
-                    if (r := c.rec.find(records, c.spec(m, "recipe", {}, seed, st.long_steps).need(s)))]
+        runs = {m: [r for seed in s.selection_seeds if (r := _longest_budget_run(m, seed, st.long_steps, records, s))]
                 for m in st.family.methods}
         if any(runs.values()):
             rows.append((st, runs))

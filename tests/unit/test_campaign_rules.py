@@ -152,3 +152,16 @@ def test_the_autoencoder_family_trains_its_references_beside_base_and_acl_and_co
         assert f"- **acl_ae/selected against {comparator}: " in text, text
     # seeds 200 and 201: levels 50 + 4, 50 + 5 and 40 + 4, 40 + 5
     assert "| FD | vae/reference | 54.5 ± 0.7 | acl_ae/selected | 44.5 ± 0.7 |" in text
+
+
+def test_the_training_figure_draws_each_seeds_longest_budget_run_recorded():
+    """Budget runs double while no plateau shows: a method whose longer runs are not recorded yet keeps its curves
+    in the picture from the runs it has."""
+    from repro.campaign_report import _longest_budget_run
+
+    s = campaign.Settings.tiny()
+    short = _fabricated(campaign.spec("acl_gan", "recipe", {}, 0, s.long_steps), s)
+    long = _fabricated(campaign.spec("acl_gan", "recipe", {}, 0, 2 * s.long_steps), s)
+    assert _longest_budget_run("acl_gan", 0, 2 * s.long_steps, [short], s) is short
+    assert _longest_budget_run("acl_gan", 0, 2 * s.long_steps, [short, long], s) is long
+    assert _longest_budget_run("acl_gan", 1, 2 * s.long_steps, [short, long], s) is None  # another seed
