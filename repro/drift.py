@@ -76,29 +76,39 @@ def _fixed_noise(method, n: int) -> torch.Tensor:
         return method.sample_noise(n, "cpu")
 
 
+def _code_geometry(gz: torch.Tensor, e_train: torch.Tensor) -> dict:
+    """Gz's codes [n, d] against E's [m, d]: mean |mean gap| and mean std ratio in units of E's std, MMD²."""
+    from acl_dist.stats import code_mmd2
+
+    sd = e_train.std(0)
+    return {"shift": float(((gz.mean(0) - e_train.mean(0)) / sd).abs().mean()),
+            "sd_ratio": float((gz.std(0) / sd).mean()), "code_mmd": float(code_mmd2(gz, e_train))}
+
+
 @torch.no_grad()
 def checkpoint_rows(run_dir: str, samples: int) -> list[dict]:
     """``METRICS`` at every checkpoint of ``run_dir`` (oldest first)."""
     from acl_dist.data.sources.mnist5k import mnist5k_tensors
     from acl_dist.eval.extractors import build_extractor
     from acl_dist.eval.fid import feature_dim, fid_from_stats, local_stats
-    from acl_dist.stats import code_mmd2
     from acl_dist.tools.run_loading import load_run
 
-    rows, previous, reference = [], None, None
-    for checkpoint in sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step-*"))):
-        run = load_run(checkpoint)
-        method, nets, r = run.method, run.nets, run.recipe.model
-        train = mnist5k_tensors(r.resolution, r.channels, "train")[0]
-        held = run.source().reference_images()
-        if reference is None:
-            extractor = build_extractor(run.recipe.eval.feature_extractor)
-            dim = feature_dim(extractor)
-            reference = local_stats(held.split(500), extractor, len(held), dim)
+    checkpoints = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step-*")))
+    first = load_run(checkpoints[0])  # the data, the extractor and the reference statistics: once per run
+    train = mnist5k_tensors(first.recipe.model.resolution, first.recipe.model.channels, "train")[0]
+    held = first.source().reference_images()
+    extractor = build_extractor(first.recipe.eval.feature_extractor)
+    dim = feature_dim(extractor)
+    reference = local_stats(held.split(500), extractor, len(held), dim)
 
-        def fd(images: list[torch.Tensor]) -> float:
-            batches = [x.float().clamp(-1, 1) for x in images]
-            return fid_from_stats(local_stats(batches, extractor, sum(len(x) for x in batches), dim), reference)
+    def fd(images: list[torch.Tensor]) -> float:
+        batches = [x.float().clamp(-1, 1) for x in images]
+        return fid_from_stats(local_stats(batches, extractor, sum(len(x) for x in batches), dim), reference)
+
+    rows, previous = [], None
+    for checkpoint in checkpoints:
+        run = load_run(checkpoint)
+        method, nets = run.method, run.nets
 
         def decoded(codes: torch.Tensor) -> list[torch.Tensor]:
             return [method.decode(c, nets) for c in codes.split(500)]
@@ -106,13 +116,11 @@ def checkpoint_rows(run_dir: str, samples: int) -> list[dict]:
         e_train = torch.cat([method.encode(x, nets) for x in train.split(500)])  # [4000, d]
         e_held = method.encode(held, nets)  # [1000, d]
         gz = nets["Gz"](_fixed_noise(method, samples))  # the same noise at every checkpoint
-        sd = e_train.std(0)
         row = {"step": run.step, "sample_fd": fd(decoded(gz)), "recon_fd": fd(decoded(e_held)),
                "gauss_fd": fd(decoded(gaussian_like(e_train, samples, seed=1))),
-               "moved_fd": fd(decoded(moment_matched(gz, e_train))),
-               "shift": float(((gz.mean(0) - e_train.mean(0)) / sd).abs().mean()),
-               "sd_ratio": float((gz.std(0) / sd).mean()), "code_mmd": float(code_mmd2(gz, e_train))}
+               "moved_fd": fd(decoded(moment_matched(gz, e_train))), **_code_geometry(gz, e_train)}
         if previous is not None:
+            sd = e_train.std(0)
             row["e_move"] = float(((e_held - previous[0]).abs() / sd).mean())
             row["gz_move"] = float(((gz - previous[1]).abs() / sd).mean())
         previous = (e_held, gz)
