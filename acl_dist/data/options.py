@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from acl_dist.errors import ConfigError
 from acl_dist.ops.ada_ops import OPS as ADA_OPS
+from acl_dist.ops.ada_ops import RESAMPLE as ADA_RESAMPLE
 from acl_dist.ops.diffaugment import POLICIES
 from acl_dist.sections import register_chosen_section
 
@@ -29,6 +30,9 @@ class DataOptions:
     ada_target: float = 0.0  # > 0: ADA instead of the schedule: p adapts to keep E[sign(D(real))] here (0.6)
     ada_kimg: int = 500  # ADA: thousands of images over which p can move by 1
     ada_interval: int = 4  # ADA: steps between adjustments of p
+    augment_resample: str = "bilinear"  # augment_ops' geometric resampling: wavelet (as published: 2x
+    # supersampled through the symlet-6 filter, no aliasing; R3GAN's recipes) | bilinear (cheaper, aliases; the
+    # default, so recipes written before it keep computing what they did)
 
     def check(self) -> None:
         """Raise ConfigError naming the key path for a value outside its choices."""
@@ -47,6 +51,12 @@ class DataOptions:
         if (self.augment_p or self.ada_target) and not self.augment_ops:
             raise ConfigError("data.augment_ops", "empty, while data.augment_p or data.ada_target asks for its "
                               "probability")
+        if self.augment_resample not in ADA_RESAMPLE:
+            raise ConfigError("data.augment_resample", f"unknown resampling {self.augment_resample!r}; known: "
+                              f"{', '.join(ADA_RESAMPLE)}")
+        if self.augment_resample != "bilinear" and not self.augment_ops:
+            raise ConfigError("data.augment_resample", "resamples data.augment_ops' geometric operations, which is "
+                              "empty")
         if self.augment_p and self.ada_target:
             raise ConfigError("data.ada_target", "ADA adapts p itself; data.augment_p schedules it: set one")
         if self.ada_kimg <= 0 or self.ada_interval <= 0:

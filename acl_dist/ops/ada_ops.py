@@ -25,15 +25,21 @@ the composition from them would cost more code than the matrices. The operations
 | ``saturation`` | scale off the luma axis | log2-normal, std 1 |
 | ``cutout`` | zero a square of half the size | centre uniform |
 
-One departure, said here and in docs/results/r3gan.md: the geometric resampling is bilinear with reflection
-padding (``grid_sample``), where the published pipe pads by reflection and resamples through a 2x supersampled
-symmetric wavelet filter to suppress aliasing. Grey images take the colour matrix's mean over RGB, as the
-published pipe does for one channel. Random numbers come from torch's generator on the images' device, so a
-step stays graph-capturable and a resumed run continues the same draws.
+Geometric resampling (``resample``): ``wavelet``, as published: the image is padded by reflection, upsampled
+2x through the symlet-6 wavelet's low-pass filter, resampled bilinearly at the 2x rate and brought back down
+through the same filter, so rotations and down-scalings do not alias. The published pipe pads by the margin the
+batch's transforms reach, capped at the image size less one; we always pad by that cap, so shapes do not
+depend on the draws (a step stays graph-capturable), which changes nothing the published pipe samples inside its
+margin. ``bilinear``: one bilinear resampling with reflection padding at the image's own rate (cheaper, aliases;
+what acl_dist did before, the default so that recipes written before keep computing what they did). Grey
+images take the colour matrix's mean over RGB, as the published pipe does for one channel. Random numbers come
+from torch's generator on the images' device, so a step stays graph-capturable and a resumed run continues the
+same draws.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -49,6 +55,12 @@ BRIGHTNESS_STD, CONTRAST_STD, HUE_MAX, SATURATION_STD, CUTOUT_SIZE = 0.2, 0.5, 1
 WEIGHTS = {op: 0.5 if op in COLOR else 1.0 for op in OPS}  # each op's probability is p x its weight: R3GAN's
 # train.py builds the pipe with the colour operations at 0.5, every other at 1
 LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)  # the luma axis of the colour matrices
+RESAMPLE = ("bilinear", "wavelet")
+# The symlet-6 wavelet's decomposition low-pass filter (Daubechies' least asymmetric wavelet with 6 vanishing
+# moments; the coefficients PyWavelets and stylegan2-ada use): orthonormal, sum sqrt(2)
+SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148)
 
 
 def _gate(b: int, p: Tensor, device: torch.device) -> Tensor:
@@ -90,10 +102,11 @@ def geometric_matrix(ops: Sequence[str], b: int, p: Tensor, device: torch.device
         k = torch.randint(4, (b,), device=device) * _gate(b, p * WEIGHTS["rotate90"], device)
         g = g @ _rotate(-math.pi / 2 * k)
     if "xint" in ops:
-        pixels = torch.tensor([size[1], size[0]], device=device)  # (width, height)
-        t = torch.round((torch.rand(b, 2, device=device) * 2 - 1) * XINT_MAX * pixels) * 2 / pixels  # whole pixels
-        t = _where(_gate(b, p * WEIGHTS["xint"], device)[:, None], t, 0.0)
-        g = g @ _translate(t[:, 0], t[:, 1])
+        u = (torch.rand(b, 2, device=device) * 2 - 1) * XINT_MAX
+        tx = torch.round(u[:, 0] * size[1]) * 2 / size[1]  # whole pixels (2 / size is one pixel)
+        ty = torch.round(u[:, 1] * size[0]) * 2 / size[0]
+        apply = _gate(b, p * WEIGHTS["xint"], device)
+        g = g @ _translate(_where(apply, tx, 0.0), _where(apply, ty, 0.0))
     if "scale" in ops:
         s = _where(_gate(b, p * WEIGHTS["scale"], device), torch.exp2(torch.randn(b, device=device) * SCALE_STD), 1.0)
         g = g @ _scale(s, s)
@@ -166,10 +179,55 @@ def _rotate_about(axis: Tensor, theta: Tensor) -> Tensor:
     return m
 
 
-def augment_geometric(images: Tensor, g: Tensor) -> Tensor:
-    """Resample ``images`` [B, C, H, W] through the inverse transforms ``g`` [B, 3, 3] (bilinear, reflection)."""
+def augment_geometric(images: Tensor, g: Tensor, resample: str = "bilinear") -> Tensor:
+    """Resample ``images`` [B, C, H, W] through the inverse transforms ``g`` [B, 3, 3]: ``bilinear`` (reflection
+    padding) or ``wavelet`` (2x supersampled, as published; see the module's docstring)."""
+    if resample == "wavelet":
+        return _resample_wavelet(images, g)
+    if resample != "bilinear":
+        raise ValueError(f"unknown resampling {resample!r}; known: {', '.join(RESAMPLE)}")
     grid = F.affine_grid(g[:, :2, :].to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _taps(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """SYM6 as a [1, 1, L] kernel, made once per dtype and device (not inside a captured step)."""
+    return torch.tensor(SYM6, dtype=torch.float64).to(device=device, dtype=dtype).view(1, 1, -1)
+
+
+def _along(x: Tensor, axis: int, op) -> Tensor:
+    """Apply the 1-D ``op`` ([N, 1, L] -> [N, 1, L']) along ``axis`` (2: rows, 3: columns) of [B, C, H, W]."""
+    moved = x.movedim(axis, -1)
+    shape = moved.shape
+    out = op(moved.reshape(-1, 1, shape[-1]))
+    return out.reshape(*shape[:-1], out.shape[-1]).movedim(-1, axis)
+
+
+def _resample_wavelet(images: Tensor, g: Tensor) -> Tensor:
+    """The published geometric resampling. With the orthonormal filter h, upsampling is sqrt(2) D^T and
+    downsampling D / sqrt(2) per axis, where D correlates with h at stride 2; D D^T = I, so an identity
+    transform gives the images back (to rounding), and integer translations and quarter turns move pixels
+    exactly. Coordinates: the 2x images' sample m sits at (m - (L - 1) / 2) / 2 in pixels of what it came from,
+    so both maps between normalised coordinates are pure scalings about the centre."""
+    b, c, h, w = images.shape
+    taps = _taps(images.dtype, images.device)
+    length = taps.shape[-1]
+    pad_h, pad_w = h - 1, w - 1  # the published margin's cap
+    x = F.pad(images, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+    for axis in (2, 3):
+        x = _along(x, axis, lambda t: F.conv_transpose1d(t, taps, stride=2) * math.sqrt(2))
+    out_h, out_w = 2 * h + length - 2, 2 * w + length - 2  # the 2x samples that downsampling reads
+    up_h, up_w = x.shape[-2], x.shape[-1]
+    # theta = diag(2w / up_w, 2h / up_h) g diag(out_w / 2w, out_h / 2h, 1), by Python scalars (no host copy)
+    a = g[:, :2, :]
+    a = torch.stack([a[:, :, 0] * (out_w / (2 * w)), a[:, :, 1] * (out_h / (2 * h)), a[:, :, 2]], dim=2)
+    theta = torch.stack([a[:, 0] * (2 * w / up_w), a[:, 1] * (2 * h / up_h)], dim=1).to(images.dtype)
+    grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    for axis in (2, 3):
+        x = _along(x, axis, lambda t: F.conv1d(t, taps, stride=2) / math.sqrt(2))
+    return x
 
 
 def augment_color(images: Tensor, c: Tensor) -> Tensor:
@@ -196,12 +254,12 @@ def cutout(images: Tensor, p: Tensor) -> Tensor:
     return images * (~cut)[:, None].to(images.dtype)
 
 
-def augment(images: Tensor, ops: Sequence[str], p: Tensor) -> Tensor:
+def augment(images: Tensor, ops: Sequence[str], p: Tensor, resample: str = "bilinear") -> Tensor:
     """``images`` [B, C, H, W] through ``ops`` (in the published order), each with probability ``p`` (a 0-d
-    tensor on the images' device), differentiably."""
+    tensor on the images' device), differentiably; geometric ops resampled by ``resample``."""
     b, device = images.shape[0], images.device
     if any(o in GEOMETRIC for o in ops):
-        images = augment_geometric(images, geometric_matrix(ops, b, p, device, tuple(images.shape[-2:])))
+        images = augment_geometric(images, geometric_matrix(ops, b, p, device, tuple(images.shape[-2:])), resample)
     if any(o in COLOR for o in ops):
         images = augment_color(images, color_matrix(ops, b, p, device))
     if "cutout" in ops:

@@ -83,14 +83,17 @@ class DiffAugmentPipe(AugmentPipe):
 class AdaAugmentPipe(AugmentPipe):
     """stylegan2-ada's operations (``ops``), each image its own draws, with probability ``p``: scheduled
     (``target`` 0: ``p_max`` times the run's schedule fraction, linear from 0 as R3GAN's presets ramp it) or
-    adaptive (ADA: from 0, toward keeping E[sign(D(real))] at ``target``)."""
+    adaptive (ADA: from 0, toward keeping E[sign(D(real))] at ``target``); geometric operations resampled by
+    ``resample`` (``wavelet`` as published, or ``bilinear``: ops/ada_ops.py)."""
 
     def __init__(self, ops: Sequence[str], p_max: float = 0.0, target: float = 0.0, speed_images: int = 500_000,
-                 interval: int = 4):
+                 interval: int = 4, resample: str = "bilinear"):
         unknown = [o for o in ops if o not in ada_ops.OPS]
         if unknown:
             raise ValueError(f"unknown augmentation ops {unknown}; known: {', '.join(ada_ops.OPS)}")
-        self.policies = tuple(ops)
+        if resample not in ada_ops.RESAMPLE:
+            raise ValueError(f"unknown resampling {resample!r}; known: {', '.join(ada_ops.RESAMPLE)}")
+        self.policies, self.resample = tuple(ops), resample
         self.p_max, self.target, self.speed_images, self.interval = p_max, target, speed_images, interval
         self.p = torch.zeros([])  # ADA's probability (adaptive pipes only)
         self._signs = torch.zeros([])  # sum of sign(D(real)) since the last adjustment
@@ -122,7 +125,7 @@ class AdaAugmentPipe(AugmentPipe):
         return self.p_max * self._progress.to(self.p.dtype)
 
     def __call__(self, images: Tensor) -> Tensor:
-        return ada_ops.augment(images, self.policies, self.probability())
+        return ada_ops.augment(images, self.policies, self.probability(), self.resample)
 
     def observe(self, real_scores: Tensor) -> None:
         if self.adaptive:
@@ -159,15 +162,16 @@ class AdaAugmentPipe(AugmentPipe):
 
 
 def build_augment_pipe(policies: Sequence[str], ops: Sequence[str] = (), p_max: float = 0.0, ada_target: float = 0.0,
-                       ada_kimg: int = 500, ada_interval: int = 4) -> AugmentPipe:
+                       ada_kimg: int = 500, ada_interval: int = 4, resample: str = "bilinear") -> AugmentPipe:
     """The pipe of the recipe's ``data:`` section: stylegan2-ada's ``augment_ops`` (scheduled to ``augment_p``,
-    or adapted toward ``ada_target``), DiffAugment's ``augment`` policies, or none."""
+    or adapted toward ``ada_target``; geometric ones resampled by ``resample``), DiffAugment's ``augment``
+    policies, or none."""
     if ops:
-        return AdaAugmentPipe(ops, p_max, ada_target, ada_kimg * 1000, ada_interval)
+        return AdaAugmentPipe(ops, p_max, ada_target, ada_kimg * 1000, ada_interval, resample)
     return DiffAugmentPipe(policies) if policies else AugmentPipe()
 
 
 def pipe_of(data) -> AugmentPipe:
     """The pipe a recipe's ``data:`` section asks for (what the trainer and run loading build)."""
     return build_augment_pipe(data.augment, data.augment_ops, data.augment_p, data.ada_target, data.ada_kimg,
-                              data.ada_interval)
+                              data.ada_interval, data.augment_resample)

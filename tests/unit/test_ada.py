@@ -24,23 +24,26 @@ def images(b: int = 8, c: int = 3, size: int = 16, seed: int = 0) -> torch.Tenso
     return torch.rand(b, c, size, size, generator=g) * 2 - 1
 
 
+@pytest.mark.parametrize("resample", ada_ops.RESAMPLE)
 @pytest.mark.parametrize("op", ada_ops.OPS)
-def test_every_operation_is_differentiable_and_changes_images_at_p_1(op):
+def test_every_operation_is_differentiable_and_changes_images_at_p_1(op, resample):
     torch.manual_seed(0)
     x = images().requires_grad_(True)
-    y = ada_ops.augment(x, [op], torch.tensor(1.0))
+    y = ada_ops.augment(x, [op], torch.tensor(1.0), resample)
     assert y.shape == x.shape and not torch.allclose(y, x)  # with 8 images at p = 1, some image changes
     (y * torch.randn_like(y)).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0  # the generator's gradient passes
 
 
+@pytest.mark.parametrize("resample", ada_ops.RESAMPLE)
 @pytest.mark.parametrize("channels", [1, 3])
-def test_every_operation_together_is_the_identity_at_p_0(channels):
-    """p = 0 draws no transform: identity matrices, sampled at the pixel centres. The bilinear resampling's
-    coordinates are exact up to float32 rounding of (2i + 1) / size - 1 and back (a few ulps of 16 px), so the
-    values match to 1e-5 of their range."""
+def test_every_operation_together_is_the_identity_at_p_0(channels, resample):
+    """p = 0 draws no transform: identity matrices, sampled at the pixel centres (of the 2x images, for
+    wavelet). The coordinates are exact up to float32 rounding of (2i + 1) / size - 1 and back (a few ulps of
+    the 16 px, or the wavelet's 2x padded 106 px); the wavelet's down- and upsampling are inverse up to the
+    published coefficients' 1e-12 and float32 sums of 12 taps twice; so the values match to 1e-5 of their range."""
     x = images(c=channels)
-    y = ada_ops.augment(x, ada_ops.OPS, torch.tensor(0.0))
+    y = ada_ops.augment(x, ada_ops.OPS, torch.tensor(0.0), resample)
     assert torch.allclose(y, x, atol=1e-5, rtol=0)
 
 
@@ -64,6 +67,48 @@ def test_integer_translation_moves_whole_pixels():
     inputs = set(x[0, 0, 0].tolist())
     assert all(min(abs(v - u) for u in inputs) < 1e-5 for v in y.flatten().tolist())
     assert not torch.equal(y, x)
+
+
+def test_the_symlet_6_filter_is_orthonormal_with_six_vanishing_moments():
+    """What makes the wavelet resampling exact at whole pixels: the filter's even shifts are orthonormal
+    (sum h[k] h[k + 2n] = delta_n), its sum is sqrt(2), and its high-pass twin (-1)^k h[k] has 6 vanishing
+    moments (a mistyped coefficient breaks all three). The published 16-digit coefficients hold them to 1e-12."""
+    h = torch.tensor(ada_ops.SYM6, dtype=torch.float64)
+    k = torch.arange(len(h), dtype=torch.float64)
+    assert len(h) == 12 and abs(h.sum().item() - math.sqrt(2)) < 1e-12
+    for n in range(6):
+        assert abs((h[:len(h) - 2 * n] * h[2 * n:]).sum().item() - (n == 0)) < 1e-11, n
+    for moment in range(6):
+        assert abs(((-1) ** k * h * (k / len(h)) ** moment).sum().item()) < 1e-11, moment
+
+
+def test_wavelet_resampling_moves_whole_pixels_exactly_and_reflects_at_the_border():
+    """An integer translation lands every 2x sample on a 2x sample of the padded image, so the result is the
+    reflection-padded image cropped (float64: exact to the coefficients' 1e-12)."""
+    x = images(2, 2, 16, seed=4).double()
+    g = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1)
+    g[:, 0, 2], g[:, 1, 2] = 3 * 2 / 16, -5 * 2 / 16  # 3 px right, 5 px up (output -> input)
+    y = ada_ops.augment_geometric(x, g, "wavelet")
+    padded = torch.nn.functional.pad(x, (15, 15, 15, 15), mode="reflect")
+    assert torch.allclose(y, padded[:, :, 15 - 5:15 - 5 + 16, 15 + 3:15 + 3 + 16], atol=1e-10, rtol=0)
+
+
+def test_wavelet_resampling_does_not_alias_where_bilinear_does():
+    """Stripes of period 2.5 px shrunk 2x hold 0.8 cycles per pixel, above Nyquist: a resampler should remove
+    them. Bilinear sampling keeps them as false stripes at 0.2 cycles per pixel with amplitude cos(0.4 pi) (its
+    samples fall halfway between pixels): std 0.707 x 0.309 = 0.22. The symlet-6 filter passes 0.015 of that
+    band (|H| at 0.4 cycles per 2x sample, computed below), so what survives the wavelet path is a few hundredths
+    (the 2x grid's own bilinear images add little; 0.02 in float64): below 0.05, where bilinear is above 0.15."""
+    h = ada_ops.SYM6
+    stopband = abs(sum(c * complex(math.cos(0.8 * math.pi * k), -math.sin(0.8 * math.pi * k))
+                       for k, c in enumerate(h))) / math.sqrt(2)
+    assert stopband < 0.02
+    stripes = torch.cos(2 * math.pi * torch.arange(32, dtype=torch.float64) / 2.5)
+    x = stripes[None, None, None, :].expand(1, 1, 32, 32).contiguous()
+    g = torch.diag(torch.tensor([2.0, 2.0, 1.0], dtype=torch.float64))[None]  # the image shrunk 2x
+    centre = (..., slice(8, 24), slice(8, 24))  # where the shrunk image lies
+    assert ada_ops.augment_geometric(x, g, "wavelet")[centre].std() < 0.05
+    assert ada_ops.augment_geometric(x, g, "bilinear")[centre].std() > 0.15
 
 
 def test_the_geometric_matrix_of_a_rotation_by_90_degrees_is_one():
@@ -109,13 +154,14 @@ def test_ada_moves_p_by_the_sign_of_the_real_scores_against_the_target():
     assert pipe.probability() is pipe.p
 
 
+@pytest.mark.parametrize("resample", ada_ops.RESAMPLE)
 @pytest.mark.parametrize("impl", ["fused", "split"])
-def test_r1r2_through_the_pipe_is_the_same_on_every_path(impl):
+def test_r1r2_through_the_pipe_is_the_same_on_every_path(impl, resample):
     """The penalty w.r.t. the un-augmented images, through stylegan2-ada's operations: every implementation
     gives the reference's scores and penalty given the same random state (the same draws)."""
     critic = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Softplus(), torch.nn.Flatten(),
                                  torch.nn.Linear(4 * 16 * 16, 1))
-    pipe = AdaAugmentPipe(ada_ops.OPS, p_max=0.8)
+    pipe = AdaAugmentPipe(ada_ops.OPS, p_max=0.8, resample=resample)
     real, fake = images(4, seed=1), images(4, seed=2)
 
     def run(path: str):
@@ -158,8 +204,9 @@ def test_ada_state_lives_in_the_checkpoint_and_a_resumed_run_is_bit_identical(tm
             assert torch.equal(a, b), name
 
 
-def test_an_ada_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
-    trainer = Trainer(load_recipe(None, ada_overrides(str(tmp_path), "hot", 5)))
+@pytest.mark.parametrize("resample", ada_ops.RESAMPLE)
+def test_an_ada_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch, resample):
+    trainer = Trainer(load_recipe(None, ada_overrides(str(tmp_path), "hot", 5) + [f"data.augment_resample={resample}"]))
     batches, sums = iter(trainer.stream), {}
     trainer.train_step(batches, sums)
     trainer.step += 1
@@ -174,12 +221,17 @@ def test_the_recipe_builds_the_pipe_and_refuses_what_cannot_work(tmp_path):
     recipe = load_recipe(None, ada_overrides(str(tmp_path), "r", 2))
     pipe = pipe_of(recipe.data)
     assert isinstance(pipe, AdaAugmentPipe) and pipe.adaptive and pipe.speed_images == 1000
+    assert pipe.resample == "bilinear"  # the default; R3GAN's recipes ask for wavelet
+    assert pipe_of(load_recipe(None, ada_overrides(str(tmp_path), "w", 2) + ["data.augment_resample=wavelet"]
+                               ).data).resample == "wavelet"
     assert "ADA" in cuda_graph_conflict(recipe)
     bad = [(["data.augment_ops=[xflip, blur]"], "data.augment_ops[1]"),
            (["data.augment_ops=[xflip]", "data.augment=[color]"], "data.augment_ops"),
            (["data.augment_p=0.3"], "data.augment_ops"),
            (["data.augment_ops=[xflip]", "data.augment_p=1.5"], "data.augment_p"),
-           (["data.augment_ops=[xflip]", "data.ada_target=0.6", "data.augment_p=0.3"], "data.ada_target")]
+           (["data.augment_ops=[xflip]", "data.ada_target=0.6", "data.augment_p=0.3"], "data.ada_target"),
+           (["data.augment_ops=[xflip]", "data.augment_resample=lanczos"], "data.augment_resample"),
+           (["data.augment_resample=wavelet"], "data.augment_resample")]
     for overrides, path in bad:
         with pytest.raises(ConfigError) as err:
             load_recipe(None, tiny_overrides("r3gan", str(tmp_path), *overrides))

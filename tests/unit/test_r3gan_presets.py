@@ -54,6 +54,7 @@ def test_the_ffhq_recipes_augment_as_published(name, p_final):
     r = load_recipe(os.path.join(REPO, "recipes", f"{name}.yaml"), ["data.shards=pipe:cat /dev/null"])
     assert {op: WEIGHTS[op] for op in r.data.augment_ops} == PUBLISHED_AUGMENT
     assert r.data.augment_p == p_final and r.data.ada_target == 0  # scheduled, not adaptive
+    assert r.data.augment_resample == "wavelet"  # 2x supersampled through the symlet-6 filter, as published
     assert r.method.gp_through_augment  # R1 + R2 w.r.t. the un-augmented images
 
 
@@ -82,4 +83,4 @@ def test_the_32px_recipes_follow_the_cifar10_preset_but_the_widths(name):
     horizon = t.steps * t.batch_size
     assert t.ema_halflife_images / horizon == pytest.approx(p["ema_halflife_of_horizon"])
     assert {op: WEIGHTS[op] for op in r.data.augment_ops} == PUBLISHED_AUGMENT
-    assert r.data.augment_p == p["augment_p"]
+    assert r.data.augment_p == p["augment_p"] and r.data.augment_resample == "wavelet"
