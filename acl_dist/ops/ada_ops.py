@@ -61,6 +61,7 @@ RESAMPLE = ("bilinear", "wavelet")
 SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
         0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
         -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148)
+WAVELET_CENTRE = 5  # 2x sample 2i + 5 holds pixel i: where the published pipe's padding and coordinates put it
 
 
 def _gate(b: int, p: Tensor, device: torch.device) -> Tensor:
@@ -207,9 +208,10 @@ def _along(x: Tensor, axis: int, op) -> Tensor:
 def _resample_wavelet(images: Tensor, g: Tensor) -> Tensor:
     """The published geometric resampling. With the orthonormal filter h, upsampling is sqrt(2) D^T and
     downsampling D / sqrt(2) per axis, where D correlates with h at stride 2; D D^T = I, so an identity
-    transform gives the images back (to rounding), and integer translations and quarter turns move pixels
-    exactly. Coordinates: the 2x images' sample m sits at (m - (L - 1) / 2) / 2 in pixels of what it came from,
-    so both maps between normalised coordinates are pure scalings about the centre."""
+    transform gives the images back (to rounding), and whole-pixel translations move pixels exactly.
+    Coordinates, as the published pipe places them: pixel i of what was upsampled sits on 2x sample 2i + 5
+    (``WAVELET_CENTRE``; the filter's centroid is at 5.10, so a mirror or quarter turn also moves the image by
+    0.1 px and softens it slightly, in the published pipe as here)."""
     b, c, h, w = images.shape
     taps = _taps(images.dtype, images.device)
     length = taps.shape[-1]
@@ -218,16 +220,33 @@ def _resample_wavelet(images: Tensor, g: Tensor) -> Tensor:
     for axis in (2, 3):
         x = _along(x, axis, lambda t: F.conv_transpose1d(t, taps, stride=2) * math.sqrt(2))
     out_h, out_w = 2 * h + length - 2, 2 * w + length - 2  # the 2x samples that downsampling reads
-    up_h, up_w = x.shape[-2], x.shape[-1]
-    # theta = diag(2w / up_w, 2h / up_h) g diag(out_w / 2w, out_h / 2h, 1), by Python scalars (no host copy)
-    a = g[:, :2, :]
-    a = torch.stack([a[:, :, 0] * (out_w / (2 * w)), a[:, :, 1] * (out_h / (2 * h)), a[:, :, 2]], dim=2)
-    theta = torch.stack([a[:, 0] * (2 * w / up_w), a[:, 1] * (2 * h / up_h)], dim=1).to(images.dtype)
+    theta = _wavelet_theta(g, (h, w), (out_h, out_w), tuple(x.shape[-2:]), length).to(images.dtype)
     grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     for axis in (2, 3):
         x = _along(x, axis, lambda t: F.conv1d(t, taps, stride=2) / math.sqrt(2))
     return x
+
+
+def _wavelet_theta(g: Tensor, size: tuple[int, int], out: tuple[int, int], up: tuple[int, int], length: int) -> Tensor:
+    """[B, 2, 3]: ``g`` (normalised output -> input coordinates of images of ``size``) as a map from the 2x
+    output grid's normalised coordinates (``out`` samples a side) to the upsampled images' (``up``), where 2x
+    sample m of either sits at pixel (m - WAVELET_CENTRE) / 2 of its images (padded by size - 1, for ``up``).
+    Per axis of n pixels, output: x = a_o x_o + b_o; upsampled: x_u = a_u x + b_u (Python numbers: no host
+    copy inside a step)."""
+    (h, w), c = size, WAVELET_CENTRE
+
+    def affine(n: int, m_out: int, m_up: int) -> tuple[float, float, float, float]:
+        return m_out / (2 * n), (m_out / 2 + 0.5 - c) / n - 1, 2 * n / m_up, (2 * c + 1 - length) / m_up
+
+    ax_o, bx_o, ax_u, bx_u = affine(w, out[1], up[1])
+    ay_o, by_o, ay_u, by_u = affine(h, out[0], up[0])
+    rows = []
+    for r, (a_u, b_u) in enumerate(((ax_u, bx_u), (ay_u, by_u))):
+        row = g[:, r]
+        shifted = row[:, 0] * bx_o + row[:, 1] * by_o + row[:, 2] + b_u / a_u
+        rows.append(torch.stack([row[:, 0] * ax_o, row[:, 1] * ay_o, shifted], dim=1) * a_u)
+    return torch.stack(rows, dim=1)
 
 
 def augment_color(images: Tensor, c: Tensor) -> Tensor:

@@ -93,6 +93,23 @@ def test_wavelet_resampling_moves_whole_pixels_exactly_and_reflects_at_the_borde
     assert torch.allclose(y, padded[:, :, 15 - 5:15 - 5 + 16, 15 + 3:15 + 3 + 16], atol=1e-10, rtol=0)
 
 
+def test_a_mirror_through_the_wavelet_moves_the_image_by_the_filters_off_centre_part():
+    """Where the published pipe puts pixel i among the 2x samples (2i + 5) is not the filter's centroid (5.098):
+    up- and downsampling each move content by half the difference, which cancels unless the image is mirrored in
+    between, so a mirror moves it by the whole 0.098 px. Convolution adds first moments, so a blob's centroid
+    (far from the border) shows it to float64 rounding."""
+    h = torch.tensor(ada_ops.SYM6, dtype=torch.float64)
+    off = ((h * torch.arange(len(h))).sum() / h.sum()).item() - ada_ops.WAVELET_CENTRE
+    assert 0.09 < off < 0.11
+    ys, xs = torch.meshgrid(torch.arange(32.0, dtype=torch.float64), torch.arange(32.0, dtype=torch.float64),
+                            indexing="ij")
+    blob = torch.exp(-((xs - 12.3) ** 2 + (ys - 17.1) ** 2) / 8)[None, None]
+    g = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))[None]  # mirror left-right
+    mirrored = ada_ops.augment_geometric(blob, g, "wavelet")[0, 0]
+    centroid = (mirrored * xs).sum() / mirrored.sum()
+    assert abs(centroid.item() - (31 - 12.3) + off) < 1e-6
+
+
 def test_wavelet_resampling_does_not_alias_where_bilinear_does():
     """Stripes of period 2.5 px shrunk 2x hold 0.8 cycles per pixel, above Nyquist: a resampler should remove
     them. Bilinear sampling keeps them as false stripes at 0.2 cycles per pixel with amplitude cos(0.4 pi) (its
