@@ -178,7 +178,8 @@ def _method_styles(f: c.Family) -> dict[str, tuple[str, str]]:
 
 
 TRAINING_PANELS = (("fid", "FD vs held-out (mnist-cnn)", True), ("gap", "critic gap D(real) - D(fake)", False),
-                   ("rec", "L_rec (ACL)", False), ("code_mmd", "code MMD² Gz(z) vs E(x) (ACL)", False))
+                   ("rec", "L_rec (ACL's; an autoencoder's reconstruction)", False),
+                   ("code_mmd", "code MMD² Gz(z) vs E(x) (ACL)", False))
 
 
 def _longest_budget_run(method: str, seed: int, long_steps: int, records: list[dict], s: c.Settings) -> dict | None:
