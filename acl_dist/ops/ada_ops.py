@@ -196,8 +196,9 @@ def _resampling_matrices(n: int, dtype: torch.dtype, device: torch.device) -> tu
     """(up [2(3n - 2) + L - 2, n], down [n, 2n + L - 2]) for one axis of n pixels: ``up`` pads by reflection by
     n - 1 a side and applies sqrt(2) D^T (pixel i adds sqrt(2) h[k] to 2x sample 2i + k); ``down`` is D / sqrt(2)
     (output j sums h[k] / sqrt(2) times 2x sample 2j + k). As matrices, because a small dense matrix product is
-    what every device does fastest (a 32 px batch: 30x faster on a CPU thread than shifted sums or a 1-channel
-    transposed convolution), and every order of derivative is a product again. Made once per size, dtype and
+    what every device does fastest (for a batch of 32 px images on a CPU thread, several times faster than
+    shifted sums or a 1-channel transposed convolution: benchmarks/augment.py), and every order of derivative
+    is a product again. Made once per size, dtype and
     device (not inside a captured step)."""
     h, length, pad = torch.tensor(SYM6, dtype=torch.float64), len(SYM6), n - 1
     source = (torch.arange(n + 2 * pad) - pad).abs()  # reflection about pixel 0 ...
