@@ -66,6 +66,8 @@ PRIOR_SECONDS_PER_STEP = {  # one thread, two runs on two cores (issue 33's meas
     "gan": 0.18, "acl_gan": 0.27, "wgan_gp": 0.3, "acl_gan_gp": 0.36,
     "r3gan": 2.7, "acl_r3gan": 3.1,  # R3GAN: 15.6x and 18.1x gan per image (docs/results/campaign/speed.md)
     "aae": 0.18, "acl_ae": 0.2, "vae": 0.15, "arae": 0.25}  # autoencoders: guesses from gan's, until records
+CPU_SITTING_HOURS = 3  # how long the campaign has run at a stretch on a CPU machine (a working session): a run
+# predicted longer is never started by --time-budget there, and the report says it waits for a GPU
 PRIOR_SECONDS_PER_STEP_CUDA = 0.03  # a guess for one of 16 runs sharing a GPU, until a cuda record measures it
 SECOND_EXTRACTOR = "mnist-lenet"  # the confirmation's second feature space (another architecture and seed)
 CONFIRM_EVAL = {"eval.second_extractor": SECOND_EXTRACTOR}  # what only the confirmation runs evaluate

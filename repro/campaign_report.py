@@ -259,7 +259,7 @@ def samples_figure(states: list[c.FamilyState], samples_dir: str, path: str) -> 
     return path
 
 
-def _family_section(st: c.FamilyState, floor: str, shared: list[str]) -> list[str]:
+def _family_section(st: c.FamilyState, floor: str, shared: list[str], records: list[dict]) -> list[str]:
     f = st.family
     references = f" (references at their recipes, never screened: {', '.join(f.references)})" if f.references else ""
     out = [f"## {f.name} family: {f.base} and {f.acl}{references}", ""]
@@ -280,9 +280,23 @@ def _family_section(st: c.FamilyState, floor: str, shared: list[str]) -> list[st
                 *_verdicts(st), "", f"FD floor: {floor}.", "", "Diagnostics over the primary metric's window:", "",
                 *_diagnostics_table(st.scores["confirmation"], st.budget)]
     if st.missing:
-        miss = ", ".join(f"{sp.label} seed {sp.seed} ({sp.steps} steps)" for sp in st.missing)
-        out += ["", f"**Still missing** ({st.stage}): {miss}."]
+        out += ["", _missing(st, records)]
     return out + [""]
+
+
+def _missing(st: c.FamilyState, records: list[dict]) -> str:
+    """What the stage still needs, each run with its time predicted on one CPU thread from the records, and
+    where a run cannot finish in one sitting of ``c.CPU_SITTING_HOURS``, that it waits for a GPU."""
+    minutes = [c.predicted_seconds(sp, records, "cpu") / 60 for sp in st.missing]
+    miss = ", ".join(f"{sp.label} seed {sp.seed} ({sp.steps} steps, {m:.0f} min)" for sp, m in zip(st.missing, minutes))
+    line = (f"**Still missing** ({st.stage}): {miss}; {sum(minutes) / 60:.1f} h in all, predicted for one CPU thread "
+            "(from the records' speeds, or repro/campaign.py's priors for a method not recorded yet).")
+    too_long = sorted({sp.label for sp, m in zip(st.missing, minutes) if m > 60 * c.CPU_SITTING_HOURS})
+    if too_long:
+        line += (f" {', '.join(too_long)} runs take longer than {c.CPU_SITTING_HOURS} h on one CPU thread, longer "
+                 "than a sitting of the campaign lasts on the machines it has had (a run unfinished at a stop is "
+                 "lost): they wait for a GPU (`benchmarks/gpu_campaign.sh`).")
+    return line
 
 
 def write(out_dir: str, s: c.Settings, records_path: str, samples_dir: str,
@@ -311,7 +325,7 @@ def write(out_dir: str, s: c.Settings, records_path: str, samples_dir: str,
         "",
     ]
     for st in states:
-        body += _family_section(st, floor, s.extra)
+        body += _family_section(st, floor, s.extra, records)
     if pictures:
         body += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pictures]
     return write_report(os.path.join(out_dir, "campaign.md"), "ACL on trained models: the converged campaign",

@@ -165,3 +165,15 @@ def test_the_training_figure_draws_each_seeds_longest_budget_run_recorded():
     assert _longest_budget_run("acl_gan", 0, 2 * s.long_steps, [short], s) is short
     assert _longest_budget_run("acl_gan", 0, 2 * s.long_steps, [short, long], s) is long
     assert _longest_budget_run("acl_gan", 1, 2 * s.long_steps, [short, long], s) is None  # another seed
+
+
+def test_the_report_gives_each_missing_runs_predicted_time_and_sends_runs_too_long_for_a_cpu_sitting_to_a_gpu():
+    from repro.campaign_report import _missing
+
+    s = campaign.Settings()
+    states = {st.family.name: st for st in campaign.plan(s, [])}
+    gan, r3gan = _missing(states["gan"], []), _missing(states["r3gan"], [])
+    minutes = campaign.PRIOR_SECONDS_PER_STEP["gan"] * s.long_steps / 60
+    assert f"gan/recipe seed 0 ({s.long_steps} steps, {minutes:.0f} min)" in gan and "GPU" not in gan
+    assert campaign.PRIOR_SECONDS_PER_STEP["r3gan"] * s.long_steps > 3600 * campaign.CPU_SITTING_HOURS
+    assert "acl_r3gan/recipe, r3gan/recipe runs take longer than" in r3gan and "gpu_campaign.sh" in r3gan
