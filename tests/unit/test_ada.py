@@ -47,6 +47,17 @@ def test_every_operation_together_is_the_identity_at_p_0(channels, resample):
     assert torch.allclose(y, x, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("resample", ada_ops.RESAMPLE)
+def test_under_bf16_autocast_the_pipe_still_computes_in_float32(resample):
+    """The trainer runs each phase's loss under autocast, the pipe included. In bf16 the wavelet's matrices and
+    products would round to 8 bits (0.08 off the identity at p = 0); the pipe computes in float32 instead, so
+    the identity holds as in float32 (see the test above) and the images keep their dtype."""
+    x = images(c=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ada_ops.augment(x, ada_ops.OPS, torch.tensor(0.0), resample)
+    assert y.dtype == torch.float32 and torch.allclose(y, x, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("op", ["brightness", "scale"])
 def test_p_times_the_ops_weight_is_the_chance_that_it_touches_an_image(op):
     """brightness (weight 0.5, as R3GAN builds the pipe) adds a normal draw, scale (weight 1) rescales, each with
