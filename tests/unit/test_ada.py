@@ -40,7 +40,7 @@ def test_every_operation_is_differentiable_and_changes_images_at_p_1(op, resampl
 def test_every_operation_together_is_the_identity_at_p_0(channels, resample):
     """p = 0 draws no transform: identity matrices, sampled at the pixel centres (of the 2x images, for
     wavelet). The coordinates are exact up to float32 rounding of (2i + 1) / size - 1 and back (a few ulps of
-    the 16 px, or the wavelet's 2x padded 106 px); the wavelet's down- and upsampling are inverse up to the
+    the 16 px, or the wavelet path's 102 upsampled samples); its down- and upsampling are inverse up to the
     published coefficients' 1e-12 and float32 sums of 12 taps twice; so the values match to 1e-5 of their range."""
     x = images(c=channels)
     y = ada_ops.augment(x, ada_ops.OPS, torch.tensor(0.0), resample)
