@@ -283,11 +283,12 @@ def family_state(f: Family, s: Settings, records: list[dict]) -> FamilyState:
         specs = [spec(m, "recipe", {}, seed, long_steps) for m in f.methods for seed in s.selection_seeds]
         found, missing = _records_for(specs, s, records)
         st.long_steps = long_steps
-        if missing:
+        complete = [m for m in f.methods if len(found.get(f"{m}/recipe", [])) == len(s.selection_seeds)]
+        st.budgets = {m: plateau_budget(mean_curve([r["curve"] for r in found[f"{m}/recipe"]]), long_steps,
+                                        s.min_budget) for m in complete}
+        if missing:  # the methods recorded so far keep their plateaus in st.budgets, for the report
             st.missing = missing
             return st
-        st.budgets = {m: plateau_budget(mean_curve([r["curve"] for r in found[f"{m}/recipe"]]), long_steps,
-                                        s.min_budget) for m in f.methods}
         if all(b is not None for b in st.budgets.values()) or long_steps * 2 > s.max_long_steps:
             break
         long_steps *= 2

@@ -264,7 +264,10 @@ def _family_section(st: c.FamilyState, floor: str, shared: list[str], records: l
     references = f" (references at their recipes, never screened: {', '.join(f.references)})" if f.references else ""
     out = [f"## {f.name} family: {f.base} and {f.acl}{references}", ""]
     if st.budget is None:
-        out.append(f"Budget runs ({st.long_steps} steps, on the selection seeds) not all recorded yet: no budget.")
+        so_far = "; ".join(f"{m}'s {b if b is not None else f'none within {st.long_steps}'}"
+                           for m, b in st.budgets.items())
+        out.append(f"Budget runs ({st.long_steps} steps, on the selection seeds) not all recorded yet: no budget"
+                   + (f" (plateau so far: {so_far})." if so_far else "."))
     else:
         words = "; ".join(f"of {m}: {b if b is not None else f'no plateau within {st.long_steps}'}"
                           for m, b in st.budgets.items())

@@ -177,3 +177,15 @@ def test_the_report_gives_each_missing_runs_predicted_time_and_sends_runs_too_lo
     assert f"gan/recipe seed 0 ({s.long_steps} steps, {minutes:.0f} min)" in gan and "GPU" not in gan
     assert campaign.PRIOR_SECONDS_PER_STEP["r3gan"] * s.long_steps > 3600 * campaign.CPU_SITTING_HOURS
     assert "acl_r3gan/recipe, r3gan/recipe runs take longer than" in r3gan and "gpu_campaign.sh" in r3gan
+
+
+def test_a_family_waiting_for_one_methods_budget_runs_already_reports_the_others_plateau():
+    from repro.campaign_report import _family_section
+
+    s = campaign.Settings.tiny()
+    family = next(f for f in campaign.FAMILIES if f.name == "gan")
+    recorded = [_fabricated(campaign.spec("gan", "recipe", {}, seed, s.long_steps), s) for seed in s.selection_seeds]
+    st = campaign.family_state(family, s, recorded)
+    assert st.budget is None and st.budgets == {"gan": 4}  # the fabricated curves flatten at step 4
+    assert {sp.label for sp in st.missing} == {"acl_gan/recipe"}
+    assert "no budget (plateau so far: gan's 4)." in "\n".join(_family_section(st, "", [], recorded))
