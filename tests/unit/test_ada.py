@@ -93,15 +93,17 @@ def test_the_symlet_6_filter_is_orthonormal_with_six_vanishing_moments():
         assert abs(((-1) ** k * h * (k / len(h)) ** moment).sum().item()) < 1e-11, moment
 
 
-def test_wavelet_resampling_moves_whole_pixels_exactly_and_reflects_at_the_border():
+@pytest.mark.parametrize("height,width", [(16, 16), (12, 20)])
+def test_wavelet_resampling_moves_whole_pixels_exactly_and_reflects_at_the_border(height, width):
     """An integer translation lands every 2x sample on a 2x sample of the padded image, so the result is the
     reflection-padded image cropped (float64: exact to the coefficients' 1e-12)."""
-    x = images(2, 2, 16, seed=4).double()
+    x = (torch.rand(2, 2, height, width, generator=torch.Generator().manual_seed(4)) * 2 - 1).double()
     g = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1)
-    g[:, 0, 2], g[:, 1, 2] = 3 * 2 / 16, -5 * 2 / 16  # 3 px right, 5 px up (output -> input)
+    g[:, 0, 2], g[:, 1, 2] = 3 * 2 / width, -5 * 2 / height  # 3 px right, 5 px up (output -> input)
     y = ada_ops.augment_geometric(x, g, "wavelet")
-    padded = torch.nn.functional.pad(x, (15, 15, 15, 15), mode="reflect")
-    assert torch.allclose(y, padded[:, :, 15 - 5:15 - 5 + 16, 15 + 3:15 + 3 + 16], atol=1e-10, rtol=0)
+    ph, pw = height - 1, width - 1
+    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph), mode="reflect")
+    assert torch.allclose(y, padded[:, :, ph - 5:ph - 5 + height, pw + 3:pw + 3 + width], atol=1e-10, rtol=0)
 
 
 def test_a_mirror_through_the_wavelet_moves_the_image_by_the_filters_off_centre_part():
