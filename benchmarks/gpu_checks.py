@@ -17,6 +17,8 @@ need is kept back for them, so a slow benchmark cannot starve the training run:
     r3gan256     r3gan step vs its plain loop, 256 px, batch 64, bf16, the r3gan_ffhq256 recipe's nets, and a
                  torch.profiler table of our step's top kernels (issue 24; before step128 in the plan)
     r3gan256-max the same at the largest batch that fits (the goal: MFU >= 15 %, >= 1.5x the plain loop)
+    augment      stylegan2-ada's wavelet resampling vs a convolutional version and bilinear, 64 and 256 px,
+                 3 channels, batch 32, forward and backward (benchmarks/augment.py; issue 30)
     two-proc-gpu recipes/mnist/r3gan.yaml in 2 processes on the one GPU (launch.process_group: gloo; NCCL refuses
                  two ranks on one device): the multi-process CUDA path, evaluation included, and the ranks' parameters
                  agreeing at every log tick
@@ -220,6 +222,13 @@ def plan(s: Settings) -> list[Step]:
         bench(s, "r3gan256", "r3gan step 256 px, batch 64, ffhq256 recipe's nets", 256, "64", 90,
               "--recipe", R3GAN256, "--profile"),
         bench(s, "r3gan256-max", "r3gan step 256 px, largest batch", 256, "max", 150, "--recipe", R3GAN256),
+        # stylegan2-ada's geometric resampling (issue 30): the wavelet path against a convolutional version and
+        # bilinear, forward and backward, at the ffhq recipes' 3 channels
+        Step("augment", "wavelet vs bilinear resampling, 3 channels",
+             [py, "benchmarks/augment.py", "--device", s.device, "--channels", "3",
+              *(["--batch", "4", "--sizes", "16", "--rounds", "1"] if s.smoke else
+                ["--batch", "32", "--sizes", "64", "256", "--rounds", "5"])], 60,
+             keep=r"px|ours|reference|bilinear|Error"),
         Step("two-proc-gpu", "2 processes on the one GPU over gloo, recipes/mnist/r3gan.yaml, 200 steps",
              [py, "-c", TWO_PROCESSES, f"{s.scratch}/runs/two-proc", "recipes/mnist/r3gan.yaml",
               *two_process_overrides(s)], 120, keep=r"two processes:|process group|Error|error:"),

@@ -15,13 +15,15 @@ from tests.conftest import PYTHON, REPO
 def test_gpu_checks_smoke_runs_the_probe_and_the_training_and_returns_flat_files(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "GPU_CHECK_SMOKE": "1", "PYTHON": PYTHON, "OUT": str(out)}
-    proc = subprocess.run([os.path.join(REPO, "benchmarks", "gpu.sh"), "--only", "step256-max,train256,two-proc-gpu"],
+    only = "step256-max,train256,two-proc-gpu,augment"
+    proc = subprocess.run([os.path.join(REPO, "benchmarks", "gpu.sh"), "--only", only],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = (out / "summary.txt").read_text()
     for line in ("largest batch that fits: 4", "speed-up ours[train.channels_last=always] vs plain",
                  "fid ", "-> train256-eval.csv", "-> train256-samples-last.png",
-                 "process group gloo", "largest rank divergence 0.0"):
+                 "process group gloo", "largest rank divergence 0.0", "ours (wavelet, matrices)",
+                 "reference (wavelet, convolutions)"):
         assert line in summary, summary
     files = sorted(os.listdir(out))
     assert len(files) <= 8 and all((out / f).is_file() for f in files), files
