@@ -444,10 +444,20 @@ def run_campaign(s: Settings, runs_root: str, records_path: str, parallel: int, 
                  families: tuple[Family, ...] = FAMILIES, say: Callable[[str], None] = print) -> list[FamilyState]:
     """Train what the records lack, in plan order, ``parallel`` runs at a time, each started only when its
     predicted time fits in ``time_budget_s`` (None: no limit). Returns the plan after the last run."""
-    started = time.time()
+    from acl_dist.errors import ConfigError
+
+    started, trained = time.time(), 0
     while True:
         records = rec.load(records_path)
-        states = plan(s, records, families)
+        try:
+            states = plan(s, records, families)
+        except ConfigError as e:
+            if not trained:
+                raise
+            runs = f"{trained} run{'' if trained == 1 else 's'}"
+            raise ReproError(f"campaign: after {runs} (recorded), the recipes no longer load in this process ({e}): "
+                             "they changed while it ran (a pull or an edit); start the campaign again, it goes on "
+                             "from the records") from e
         wanted = [sp for st in states for sp in st.missing]
         if not wanted:
             return states
@@ -466,6 +476,7 @@ def run_campaign(s: Settings, runs_root: str, records_path: str, parallel: int, 
                        for sp in batch]
             for future in futures:
                 r = future.result()
+                trained += 1
                 say(f"campaign: recorded {r['label']} seed {r['seed']} ({r['wall_s'] / 60:.1f} min, final FD "
                     f"{r['final'].get('fid', float('nan')):.1f})")
 

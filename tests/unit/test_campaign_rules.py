@@ -189,3 +189,33 @@ def test_a_family_waiting_for_one_methods_budget_runs_already_reports_the_others
     assert st.budget is None and st.budgets == {"gan": 4}  # the fabricated curves flatten at step 4
     assert {sp.label for sp in st.missing} == {"acl_gan/recipe"}
     assert "no budget (plateau so far: gan's 4)." in "\n".join(_family_section(st, "", [], recorded))
+
+
+def test_recipes_that_stop_loading_under_a_running_campaign_end_it_with_what_to_do(tmp_path, monkeypatch):
+    """A pull or an edit while the campaign runs can give the recipes a key the loaded code does not know: the
+    next plan fails after a run was recorded, and the campaign says so (one line) instead of a bare traceback.
+    A recipe that does not load before any run stays the ConfigError it is."""
+    import pytest
+
+    from acl_dist.errors import ConfigError
+    from repro.jobs import ReproError
+
+    s, real_plan, calls = campaign.Settings.tiny(), campaign.plan, []
+
+    def plan(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise ConfigError("data.new_key", "mnist5k has no option 'new_key'")
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(campaign, "plan", plan)
+    monkeypatch.setattr(campaign, "train_and_record", lambda sp, *a: {"label": sp.label, "seed": sp.seed,
+                                                                        "wall_s": 1.0, "final": {}})
+    with pytest.raises(ReproError, match=r"after 1 run \(recorded\).*changed while it ran.*start the campaign again"):
+        campaign.run_campaign(s, str(tmp_path / "runs"), str(tmp_path / "records.jsonl"), 1, "cpu", None,
+                              None, say=lambda line: None)
+    calls.clear()
+    monkeypatch.setattr(campaign, "plan", lambda *a, **k: (_ for _ in ()).throw(ConfigError("x", "bad")))
+    with pytest.raises(ConfigError):
+        campaign.run_campaign(s, str(tmp_path / "runs"), str(tmp_path / "records.jsonl"), 1, "cpu", None,
+                              None, say=lambda line: None)
