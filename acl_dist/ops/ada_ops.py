@@ -198,8 +198,7 @@ def _resampling_matrices(n: int, dtype: torch.dtype, device: torch.device) -> tu
     (output j sums h[k] / sqrt(2) times 2x sample 2j + k). As matrices, because a small dense matrix product is
     what every device does fastest (for a batch of 32 px images on a CPU thread, several times faster than
     shifted sums or a 1-channel transposed convolution: benchmarks/augment.py), and every order of derivative
-    is a product again. Made once per size, dtype and
-    device (not inside a captured step)."""
+    is a product again. Made once per size, dtype and device (not inside a captured step)."""
     h, length, pad = torch.tensor(SYM6, dtype=torch.float64), len(SYM6), n - 1
     source = (torch.arange(n + 2 * pad) - pad).abs()  # reflection about pixel 0 ...
     source = torch.where(source > n - 1, 2 * (n - 1) - source, source)  # ... and about pixel n - 1
